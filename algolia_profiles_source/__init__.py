@@ -1,0 +1,249 @@
+"""dlt source for Algolia Advanced Personalization user profiles.
+
+``algolia_profiles()`` reads ``GET /2/users`` page by page (cursor ``nextPageToken``) and loads:
+
+- ``users``: one row per profile, merged on ``user_id``;
+- ``user_affinities``: one row per (user, affinity), merged so that every reloaded user ends with
+  exactly its current affinity set;
+- ``personalization_config``: the ``GET /2/config`` snapshot, replaced on each run.
+
+Incremental loading uses the profile's ``lastUpdatedAt``, sent as ``startDate``. The cursor is kept
+in the resource state by hand rather than with ``dlt.sources.incremental``, because the latter
+filters every item a resource yields: affinity rows whose own timestamp is older than the cursor
+would be dropped. Profiles are recomputed in batches and can surface with a timestamp slightly older
+than the newest one loaded, so each run re-reads ``overlap_seconds`` before the cursor; the merge on
+``user_id`` makes that re-read idempotent. The cursor is stored at the end of a complete walk, and dlt
+commits it with the load package: a failed or interrupted run re-reads, it never skips.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+import pyarrow.compute as pc
+from dlt.extract.resource import DltResource
+
+from . import settings
+from .client import ProfilesClient
+from .exceptions import (
+    AlgoliaProfilesError,
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    EndpointError,
+    InvalidRequestError,
+    PaginationError,
+    ResponseFormatError,
+    RetriesExhaustedError,
+)
+from .query import ProfilesQuery, build_query, format_rfc3339, parse_datetime, seconds
+from .rate_limit import RateGovernor
+from .transform import (
+    AFFINITIES_COLUMNS,
+    AFFINITIES_PRIMARY_KEY,
+    USERS_COLUMNS,
+    page_to_tables,
+)
+
+__all__ = [
+    "algolia_profiles",
+    "ProfilesClient",
+    "AlgoliaProfilesError",
+    "ConfigurationError",
+    "AuthenticationError",
+    "InvalidRequestError",
+    "EndpointError",
+    "ApiError",
+    "RetriesExhaustedError",
+    "ResponseFormatError",
+    "PaginationError",
+]
+
+logger = logging.getLogger(__name__)
+
+USERS_TABLE = "users"
+AFFINITIES_TABLE = "user_affinities"
+CONFIG_TABLE = "personalization_config"
+
+
+@dlt.source(name="algolia_profiles", max_table_nesting=0)
+def algolia_profiles(
+    application_id: str = dlt.secrets.value,
+    api_key: str = dlt.secrets.value,
+    region: str = settings.DEFAULT_REGION,
+    base_url: Optional[str] = None,
+    indices: Optional[List[str]] = None,
+    affinity: Optional[List[str]] = None,
+    start_date: Optional[str] = None,
+    end_date: Optional[str] = None,
+    page_size: int = settings.DEFAULT_PAGE_SIZE,
+    overlap_seconds: float = settings.DEFAULT_OVERLAP_SECONDS,
+    max_pages: Optional[int] = None,
+    max_share: float = settings.DEFAULT_MAX_SHARE,
+    max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
+    backoff_base: float = settings.DEFAULT_BACKOFF_BASE,
+    timeout: float = settings.DEFAULT_TIMEOUT,
+) -> Sequence[DltResource]:
+    """Algolia Advanced Personalization profiles and their affinities.
+
+    Args:
+        application_id: Algolia application ID (secret or config).
+        api_key: API key with the ACLs search, browse and recommendation (secret).
+        region: The application's analytics region, ``us`` or ``eu``.
+        base_url: Overrides the regional host (a proxy, the emulator). ``http://`` only on loopback.
+        indices: Only users with affinities on all of these indices.
+        affinity: Only users matching all of these items, ``name`` or ``name:value``.
+        start_date: Only profiles updated after this instant (RFC 3339 or datetime). The initial
+            cursor of an incremental load.
+        end_date: Only profiles updated before this instant. A run with ``end_date`` is a backfill
+            of the window: it neither reads nor moves the incremental cursor.
+        page_size: Profiles per request, 1..1000.
+        overlap_seconds: How far before the stored cursor each incremental run starts re-reading.
+        max_pages: Fail instead of reading more pages than this (default: no cap).
+        max_share: Share of the application's rate limit this export may use (0..1].
+        max_attempts: Attempts per request on 5xx, network errors and broken bodies.
+        backoff_base: First retry wait in seconds; doubles per attempt, with jitter.
+        timeout: Seconds to wait for each response.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid (raised here, before any request).
+    """
+    for name, value in (("application_id", application_id), ("api_key", api_key)):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigurationError(
+                f"{name} is empty: set sources.algolia_profiles.{name} in .dlt/secrets.toml or"
+                f" the environment variable SOURCES__ALGOLIA_PROFILES__{name.upper()}"
+            )
+    query = build_query(
+        region=region,
+        base_url=base_url,
+        indices=indices,
+        affinity=affinity,
+        start_date=start_date,
+        end_date=end_date,
+        page_size=page_size,
+    )
+    overlap = seconds(overlap_seconds, "overlap_seconds")
+    if max_pages is not None and int(max_pages) < 1:
+        raise ConfigurationError(f"max_pages must be at least 1, got {max_pages!r}")
+    try:
+        governor = RateGovernor(max_share=float(max_share))
+    except ValueError as error:
+        raise ConfigurationError(f"{error} (sources.algolia_profiles.max_share)") from None
+    if int(max_attempts) < 1:
+        raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
+
+    client = ProfilesClient(
+        query.base_url,
+        application_id.strip(),
+        api_key.strip(),
+        region=query.region,
+        governor=governor,
+        max_attempts=int(max_attempts),
+        backoff_base=float(backoff_base),
+        timeout=float(timeout),
+    )
+
+    users = dlt.resource(
+        _users(client, query, overlap, max_pages),
+        name=USERS_TABLE,
+        write_disposition="merge",
+        primary_key="user_id",
+        columns=USERS_COLUMNS,
+    )
+    config = dlt.resource(
+        _personalization_config(client),
+        name=CONFIG_TABLE,
+        write_disposition="replace",
+        primary_key="index",
+    )
+    return config, users
+
+
+def _users(
+    client: ProfilesClient,
+    query: ProfilesQuery,
+    overlap: Any,
+    max_pages: Optional[int],
+) -> Iterator[Any]:
+    """Walks ``GET /2/users`` and yields each page as a ``users`` and a ``user_affinities`` table."""
+    state = dlt.current.resource_state()
+    backfill = query.end_date is not None
+    start_after: Optional[datetime] = None
+    cursor = parse_datetime(state.get("last_updated_at"), "state.last_updated_at")
+    if not backfill and cursor is not None:
+        if state.get("filters", query.filters) != query.filters:
+            logger.warning(
+                "indices/affinity filters changed since the last run (%s -> %s): reading every"
+                " matching profile again",
+                state.get("filters"),
+                query.filters,
+            )
+        else:
+            start_after = cursor - overlap
+    params = query.params(start_after=start_after)
+    started = datetime.now(timezone.utc)
+    logger.info("reading %s%s with %s", client.base_url, settings.USERS_PATH, params)
+
+    newest: Optional[datetime] = None
+    profiles = 0
+    for page in client.iter_user_pages(params, max_pages=max_pages):
+        if not page:
+            continue
+        users_table, affinities_table = page_to_tables(page)
+        profiles += users_table.num_rows
+        page_newest = pc.max(users_table["last_updated_at"]).as_py()
+        if page_newest is not None and (newest is None or page_newest > newest):
+            newest = page_newest
+        yield users_table
+        yield dlt.mark.with_hints(
+            affinities_table,
+            dlt.mark.make_hints(
+                table_name=AFFINITIES_TABLE,
+                write_disposition="merge",
+                primary_key=list(AFFINITIES_PRIMARY_KEY),
+                merge_key="user_id",
+                columns=AFFINITIES_COLUMNS,
+            ),
+            create_table_variant=True,
+        )
+
+    # Reached only after the last page: an interrupted walk leaves the cursor where it was.
+    if not backfill:
+        if newest is not None and (cursor is None or newest > cursor):
+            state["last_updated_at"] = format_rfc3339(newest)
+        state["filters"] = query.filters
+    state["last_run"] = {
+        "started_at": format_rfc3339(started),
+        "finished_at": format_rfc3339(datetime.now(timezone.utc)),
+        "params": {k: v for k, v in params.items()},
+        "profiles": profiles,
+        "backfill": backfill,
+        **{k: int(v) for k, v in client.stats.items()},
+    }
+
+
+def _personalization_config(client: ProfilesClient) -> Iterator[Dict[str, Any]]:
+    """One row per index of ``GET /2/config``: its affinity attributes, source and status."""
+    config = client.get_config()
+    status = config.get("status") or {}
+    realtime = ((config.get("features") or {}).get("realtime") or {}).get("enabled")
+    for index in config.get("indices") or []:
+        source = index.get("source") or {}
+        yield {
+            "index": index.get("index"),
+            "affinities": index.get("affinities") or [],
+            "source_type": source.get("type"),
+            "source_events": source.get("events") or [],
+            "errors": index.get("errors") or [],
+            "warnings": index.get("warnings") or [],
+            "last_updated_at": parse_datetime(index.get("lastUpdatedAt"), "lastUpdatedAt"),
+            "personalization_re_ranking": config.get("personalizationReRanking"),
+            "profile_type": config.get("profileType"),
+            "status": status.get("type"),
+            "status_errors": status.get("errors") or [],
+            "realtime_enabled": realtime,
+        }

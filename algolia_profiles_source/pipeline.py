@@ -1,0 +1,84 @@
+"""Running the source in a dlt pipeline: the function behind ``algolia-profiles load`` and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import dlt
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.pipeline import LoadInfo
+
+from . import algolia_profiles
+from .exceptions import ConfigurationError
+
+DEFAULT_PIPELINE_NAME = "algolia_profiles"
+DEFAULT_DATASET_NAME = "algolia_profiles"
+TABLES = ("users", "user_affinities", "personalization_config")
+
+
+@dataclass
+class LoadResult:
+    """What a load did: dlt's load info, the run's counters and the tables' row counts."""
+
+    pipeline: Any
+    load_info: LoadInfo
+    run: Dict[str, Any] = field(default_factory=dict)
+    row_counts: Dict[str, int] = field(default_factory=dict)
+
+
+def make_pipeline(
+    pipeline_name: str = DEFAULT_PIPELINE_NAME,
+    destination: Any = "duckdb",
+    dataset_name: str = DEFAULT_DATASET_NAME,
+    pipelines_dir: Optional[str] = None,
+    duckdb_path: Optional[str] = None,
+) -> Any:
+    """A dlt pipeline for the profiles; ``duckdb_path`` picks the DuckDB file of the default destination."""
+    if duckdb_path is not None:
+        destination = dlt.destinations.duckdb(credentials=duckdb_path)
+    try:
+        return dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=destination,
+            dataset_name=dataset_name,
+            pipelines_dir=pipelines_dir,
+        )
+    except UnknownDestinationModule as error:
+        raise ConfigurationError(
+            f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"
+            " postgres, bigquery, snowflake or motherduck (and install its extra, e.g."
+            " pip install 'algolia-profiles[postgres]')"
+        ) from error
+
+
+def load_profiles(pipeline: Any, **source_args: Any) -> LoadResult:
+    """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary."""
+    source = algolia_profiles(**source_args)
+    load_info = pipeline.run(source)
+    return LoadResult(
+        pipeline=pipeline,
+        load_info=load_info,
+        run=last_run(pipeline),
+        row_counts=row_counts(pipeline),
+    )
+
+
+def last_run(pipeline: Any) -> Dict[str, Any]:
+    """The counters the last walk stored in the ``users`` resource state."""
+    sources = pipeline.state.get("sources", {}) if pipeline.state else {}
+    resources = sources.get("algolia_profiles", {}).get("resources", {})
+    return dict(resources.get("users", {}).get("last_run", {}))
+
+
+def row_counts(pipeline: Any) -> Dict[str, int]:
+    """Rows per table of the dataset (tables not loaded yet are left out)."""
+    counts: Dict[str, int] = {}
+    schema_tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    with pipeline.sql_client() as client:
+        for table in TABLES:
+            if table not in schema_tables:
+                continue
+            name = client.make_qualified_table_name(table)
+            counts[table] = client.execute_sql(f"SELECT count(*) FROM {name}")[0][0]
+    return counts

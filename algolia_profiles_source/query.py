@@ -1,0 +1,190 @@
+"""Validation of the source's settings and their translation into ``GET /2/users`` parameters.
+
+Everything here runs before the first request, so a wrong setting fails with a message that names
+it, and nothing is fetched or written.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Dict, Iterable, Optional, Tuple
+from urllib.parse import urlparse
+
+from . import settings
+from .exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class ProfilesQuery:
+    """A validated description of which profiles to read."""
+
+    base_url: str
+    region: Optional[str]
+    indices: Tuple[str, ...] = ()
+    affinity: Tuple[str, ...] = ()
+    start_date: Optional[datetime] = None
+    end_date: Optional[datetime] = None
+    page_size: int = settings.DEFAULT_PAGE_SIZE
+
+    def params(self, start_after: Optional[datetime] = None) -> Dict[str, Any]:
+        """Wire parameters: lists comma-joined, dates in RFC 3339 UTC.
+
+        ``start_after`` (the incremental cursor minus the overlap) replaces ``start_date`` when
+        it is later.
+        """
+        start = self.start_date
+        if start_after is not None and (start is None or start_after > start):
+            start = start_after
+        params: Dict[str, Any] = {"limit": self.page_size}
+        if start is not None:
+            params["startDate"] = format_rfc3339(start)
+        if self.end_date is not None:
+            params["endDate"] = format_rfc3339(self.end_date)
+        if self.indices:
+            params["indices"] = ",".join(self.indices)
+        if self.affinity:
+            params["affinity"] = ",".join(self.affinity)
+        return params
+
+    @property
+    def filters(self) -> Dict[str, Any]:
+        """The filters that decide which users exist in the tables (for detecting a change)."""
+        return {"indices": list(self.indices), "affinity": list(self.affinity)}
+
+
+def build_query(
+    *,
+    region: Optional[str],
+    base_url: Optional[str],
+    indices: Any = None,
+    affinity: Any = None,
+    start_date: Any = None,
+    end_date: Any = None,
+    page_size: Any = settings.DEFAULT_PAGE_SIZE,
+) -> ProfilesQuery:
+    """Validates the settings; raises :class:`ConfigurationError` naming the bad one."""
+    region_value = (region or settings.DEFAULT_REGION).strip().lower()
+    if base_url:
+        url = check_base_url(base_url)
+        region_value = region_value if region else None
+    else:
+        if region_value not in settings.REGIONS:
+            raise ConfigurationError(
+                f"region {region!r} is not an Algolia analytics region: use one of"
+                f" {', '.join(settings.REGIONS)} (sources.algolia_profiles.region), or set base_url"
+            )
+        url = settings.HOST_TEMPLATE.format(region=region_value)
+
+    start = parse_datetime(start_date, "start_date")
+    end = parse_datetime(end_date, "end_date")
+    if start is not None and end is not None and end <= start:
+        raise ConfigurationError(
+            f"end_date {format_rfc3339(end)} is not after start_date {format_rfc3339(start)}:"
+            " swap them or widen the window"
+        )
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        try:
+            page_size = int(str(page_size))
+        except ValueError:
+            raise ConfigurationError(f"page_size must be a whole number, got {page_size!r}") from None
+    if not settings.MIN_PAGE_SIZE <= page_size <= settings.MAX_PAGE_SIZE:
+        raise ConfigurationError(
+            f"page_size {page_size} is out of range: the API accepts {settings.MIN_PAGE_SIZE} to"
+            f" {settings.MAX_PAGE_SIZE} profiles per page"
+        )
+    return ProfilesQuery(
+        base_url=url,
+        region=region_value,
+        indices=_names(indices, "indices"),
+        affinity=_names(affinity, "affinity"),
+        start_date=start,
+        end_date=end,
+        page_size=page_size,
+    )
+
+
+def check_base_url(base_url: str) -> str:
+    """Accepts https:// anywhere and http:// only on loopback (the emulator, a local proxy)."""
+    parsed = urlparse(base_url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigurationError(
+            f"base_url {base_url!r} is not an http(s) URL, e.g."
+            f" {settings.HOST_TEMPLATE.format(region='us')}"
+        )
+    if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+        raise ConfigurationError(
+            f"base_url {base_url!r} uses plain http:// to {parsed.hostname}, which is not loopback:"
+            " the API key would cross the network unencrypted. Use https://"
+        )
+    return base_url.strip().rstrip("/")
+
+
+def parse_datetime(value: Any, name: str) -> Optional[datetime]:
+    """Reads a datetime, a date or an RFC 3339 string; naive values are taken as UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name} {value!r} is not an RFC 3339 date-time; write it like"
+                " 2026-11-01T00:00:00Z (or pass a datetime)"
+            ) from None
+    else:
+        raise ConfigurationError(f"{name} must be a datetime or an RFC 3339 string, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_rfc3339(value: datetime) -> str:
+    """``2026-11-01T00:00:00Z`` or ``2026-11-01T00:00:00.123456Z`` (UTC)."""
+    value = value.astimezone(timezone.utc)
+    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return value.strftime(spec)
+
+
+def seconds(value: Any, name: str) -> timedelta:
+    """A non-negative number of seconds as a timedelta."""
+    try:
+        amount = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}") from None
+    if amount < 0:
+        raise ConfigurationError(f"{name} must not be negative, got {value!r}")
+    return timedelta(seconds=amount)
+
+
+def _names(value: Any, name: str) -> Tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    items: Iterable[Any] = value.split(",") if isinstance(value, str) else value
+    result = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigurationError(f"{name} must be a list of non-empty strings, got {value!r}")
+        if "," in item:
+            raise ConfigurationError(
+                f"{name} item {item!r} contains a comma: the API joins list items with commas, so"
+                " such a value cannot be sent as a filter; filter on the attribute name alone and"
+                " select the value in SQL"
+            )
+        result.append(item.strip())
+    return tuple(result)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
