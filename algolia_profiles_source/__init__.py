@@ -2,6 +2,8 @@
 
 ``algolia_profiles()`` reads ``GET /2/users`` page by page (cursor ``nextPageToken``) and loads:
 
+The ``profiles`` resource (one walk of the endpoint) writes two tables:
+
 - ``users``: one row per profile, merged on ``user_id``;
 - ``user_affinities``: one row per (user, affinity), merged so that every reloaded user ends with
   exactly its current affinity set;
@@ -67,6 +69,21 @@ logger = logging.getLogger(__name__)
 USERS_TABLE = "users"
 AFFINITIES_TABLE = "user_affinities"
 CONFIG_TABLE = "personalization_config"
+PROFILES_RESOURCE = "profiles"
+
+_USERS_HINTS = dlt.mark.make_hints(
+    table_name=USERS_TABLE,
+    write_disposition="merge",
+    primary_key="user_id",
+    columns=USERS_COLUMNS,
+)
+_AFFINITIES_HINTS = dlt.mark.make_hints(
+    table_name=AFFINITIES_TABLE,
+    write_disposition="merge",
+    primary_key=list(AFFINITIES_PRIMARY_KEY),
+    merge_key="user_id",
+    columns=AFFINITIES_COLUMNS,
+)
 
 
 @dlt.source(name="algolia_profiles", max_table_nesting=0)
@@ -147,12 +164,11 @@ def algolia_profiles(
         timeout=float(timeout),
     )
 
-    users = dlt.resource(
-        _users(client, query, overlap, max_pages),
-        name=USERS_TABLE,
+    # One resource per API endpoint; it yields two tables, each with its own keys and types.
+    profiles = dlt.resource(
+        _profiles(client, query, overlap, max_pages),
+        name=PROFILES_RESOURCE,
         write_disposition="merge",
-        primary_key="user_id",
-        columns=USERS_COLUMNS,
     )
     config = dlt.resource(
         _personalization_config(client),
@@ -160,10 +176,10 @@ def algolia_profiles(
         write_disposition="replace",
         primary_key="index",
     )
-    return config, users
+    return config, profiles
 
 
-def _users(
+def _profiles(
     client: ProfilesClient,
     query: ProfilesQuery,
     overlap: Any,
@@ -188,28 +204,21 @@ def _users(
     started = datetime.now(timezone.utc)
     logger.info("reading %s%s with %s", client.base_url, settings.USERS_PATH, params)
 
+    # Arrow items skip dlt's normalizer, which would add _dlt_load_id to dict rows: add it here, so
+    # every row can be joined to _dlt_loads like rows of any other dlt table.
+    load_id = dlt.current.load_package_state()["load_id"]
     newest: Optional[datetime] = None
     profiles = 0
     for page in client.iter_user_pages(params, max_pages=max_pages):
         if not page:
             continue
-        users_table, affinities_table = page_to_tables(page)
+        users_table, affinities_table = page_to_tables(page, load_id=load_id)
         profiles += users_table.num_rows
         page_newest = pc.max(users_table["last_updated_at"]).as_py()
         if page_newest is not None and (newest is None or page_newest > newest):
             newest = page_newest
-        yield users_table
-        yield dlt.mark.with_hints(
-            affinities_table,
-            dlt.mark.make_hints(
-                table_name=AFFINITIES_TABLE,
-                write_disposition="merge",
-                primary_key=list(AFFINITIES_PRIMARY_KEY),
-                merge_key="user_id",
-                columns=AFFINITIES_COLUMNS,
-            ),
-            create_table_variant=True,
-        )
+        yield dlt.mark.with_hints(users_table, _USERS_HINTS, create_table_variant=True)
+        yield dlt.mark.with_hints(affinities_table, _AFFINITIES_HINTS, create_table_variant=True)
 
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
     if not backfill:

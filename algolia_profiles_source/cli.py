@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import click
 
 from .exceptions import AlgoliaProfilesError, ConfigurationError
+from .pipeline import DEFAULT_DATASET_NAME, DEFAULT_PIPELINE_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -59,7 +60,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 
     workdir = Path(directory).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    db_path = workdir / "algolia_profiles.duckdb"
+    db_path = workdir / "algolia_profiles_demo.duckdb"
     with _errors_as_exit_codes(), Emulator(
         n_users=n_users, seed=seed, app_id=DEMO_APP_ID, api_key=DEMO_API_KEY
     ) as emu:
@@ -91,7 +92,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 
     click.echo(
         "\nNext:\n"
-        f"  duckdb {db_path} \"SELECT * FROM algolia_profiles.user_affinities LIMIT 10\"\n"
+        f"  duckdb {db_path} \"SELECT * FROM algolia.user_affinities LIMIT 10\"\n"
         "  algolia-profiles emulator --users 100000          # serve the emulator on :8787\n"
         "  algolia-profiles load --destination duckdb        # your real Algolia app: set\n"
         "      SOURCES__ALGOLIA_PROFILES__APPLICATION_ID and SOURCES__ALGOLIA_PROFILES__API_KEY\n"
@@ -101,8 +102,8 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 
 @cli.command()
 @click.option("--destination", default="duckdb", help="A dlt destination name (duckdb, postgres, bigquery, snowflake...).")
-@click.option("--dataset-name", default="algolia_profiles", help="Dataset (schema) the tables land in.")
-@click.option("--pipeline-name", default="algolia_profiles", help="dlt pipeline name (state and working files).")
+@click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset (schema) the tables land in.")
+@click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, help="dlt pipeline name (state and working files).")
 @click.option("--region", default=None, help="Analytics region us|eu [config: sources.algolia_profiles.region, default us].")
 @click.option("--base-url", default=None, help="Override the API host [config: sources.algolia_profiles.base_url].")
 @click.option("--indices", multiple=True, help="Only users with affinities on all these indices (repeatable).")

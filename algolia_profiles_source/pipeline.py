@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import dlt
@@ -13,7 +14,7 @@ from . import algolia_profiles
 from .exceptions import ConfigurationError
 
 DEFAULT_PIPELINE_NAME = "algolia_profiles"
-DEFAULT_DATASET_NAME = "algolia_profiles"
+DEFAULT_DATASET_NAME = "algolia"
 TABLES = ("users", "user_affinities", "personalization_config")
 
 
@@ -36,6 +37,12 @@ def make_pipeline(
 ) -> Any:
     """A dlt pipeline for the profiles; ``duckdb_path`` picks the DuckDB file of the default destination."""
     if duckdb_path is not None:
+        if Path(duckdb_path).stem == dataset_name:
+            # DuckDB names the catalog after the file; a schema of the same name is ambiguous
+            raise ConfigurationError(
+                f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
+                " rename one of them"
+            )
         destination = dlt.destinations.duckdb(credentials=duckdb_path)
     try:
         return dlt.pipeline(
@@ -65,10 +72,10 @@ def load_profiles(pipeline: Any, **source_args: Any) -> LoadResult:
 
 
 def last_run(pipeline: Any) -> Dict[str, Any]:
-    """The counters the last walk stored in the ``users`` resource state."""
+    """The counters the last walk stored in the ``profiles`` resource state."""
     sources = pipeline.state.get("sources", {}) if pipeline.state else {}
     resources = sources.get("algolia_profiles", {}).get("resources", {})
-    return dict(resources.get("users", {}).get("last_run", {}))
+    return dict(resources.get("profiles", {}).get("last_run", {}))
 
 
 def row_counts(pipeline: Any) -> Dict[str, int]:

@@ -16,7 +16,7 @@ tombstone, so a reloaded user always ends with exactly its current affinity set.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
@@ -35,6 +35,7 @@ USERS_SCHEMA = pa.schema(
 )
 
 DELETED_COLUMN = "_deleted"
+LOAD_ID_COLUMN = "_dlt_load_id"
 
 AFFINITIES_SCHEMA = pa.schema(
     [
@@ -79,8 +80,13 @@ def parse_timestamps(values: Sequence[Any]) -> pa.Array:
     return array.cast(_NS_TIMESTAMP).cast(TIMESTAMP, safe=False)
 
 
-def page_to_tables(users: List[Dict[str, Any]]) -> Tuple[pa.Table, pa.Table]:
-    """Returns the ``users`` and ``user_affinities`` Arrow tables of one page of profiles."""
+def page_to_tables(
+    users: List[Dict[str, Any]], load_id: Optional[str] = None
+) -> Tuple[pa.Table, pa.Table]:
+    """Returns the ``users`` and ``user_affinities`` Arrow tables of one page of profiles.
+
+    With ``load_id``, both tables get dlt's ``_dlt_load_id`` column.
+    """
     user_ids: List[str] = []
     types: List[Any] = []
     updated: List[Any] = []
@@ -148,5 +154,17 @@ def page_to_tables(users: List[Dict[str, Any]]) -> Tuple[pa.Table, pa.Table]:
             schema=AFFINITIES_SCHEMA,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ResponseFormatError(f"a profile on this page has a value of the wrong type: {error}") from None
+        raise ResponseFormatError(
+            f"a profile on this page has a value of the wrong type: {error}"
+        ) from None
+    if load_id is not None:
+        users_table = _with_load_id(users_table, load_id)
+        affinities_table = _with_load_id(affinities_table, load_id)
     return users_table, affinities_table
+
+
+def _with_load_id(table: pa.Table, load_id: str) -> pa.Table:
+    column = pa.DictionaryArray.from_arrays(
+        pa.array([0] * table.num_rows, pa.int32()), pa.array([load_id])
+    )
+    return table.append_column(pa.field(LOAD_ID_COLUMN, column.type, nullable=False), column)
