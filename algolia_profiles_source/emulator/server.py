@@ -388,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -432,9 +433,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection or truncate:
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
+        # one write for head and body: separate small writes stall on Nagle + delayed ACK
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body[: len(body) // 2] if truncate else body)
+            self._headers_buffer.append(body[: len(body) // 2] if truncate else body)
+        self.flush_headers()
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None,
               truncate: bool = False) -> None:
