@@ -556,3 +556,19 @@ def test_stop_closes_kept_alive_connections(session) -> None:
     with pytest.raises(requests.ConnectionError):
         get(session, e, "/2/config")
     e.stop()  # idempotent
+
+
+def test_requests_are_served_concurrently() -> None:
+    """Latency sleeps in the handler thread: six parallel calls take about one latency, not six."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Emulator(n_users=20, seed=1, now=NOW, latency=0.5) as e:
+        def call(_: int) -> int:
+            return requests.get(e.base_url + "/2/users", headers=HEADERS, timeout=10).status_code
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(call, range(6)))
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 6
+    assert 0.5 <= elapsed < 2.0  # serial handling would need 3 s

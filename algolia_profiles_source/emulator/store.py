@@ -12,7 +12,7 @@ import bisect
 import re
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .data import SyntheticData, format_us, from_us, to_us
@@ -28,17 +28,32 @@ def valid_user_id(user_id: str) -> bool:
     return USER_ID_RE.fullmatch(user_id) is not None
 
 
+_RFC3339_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+
 def parse_rfc3339(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp with an explicit offset (``Z`` or ``+hh:mm``).
+    """Parse an RFC 3339 date-time (offset ``Z`` or ``+hh:mm`` required) to an aware UTC datetime.
+
+    Fractions beyond micro-seconds are truncated. Written out rather than `datetime.fromisoformat`
+    so that it is equally strict on every Python version.
 
     Raises:
-        ValueError: when ``text`` is not a full date-time with a UTC offset.
+        ValueError: when ``text`` is not an RFC 3339 date-time with a UTC offset.
     """
-    if "T" not in text and "t" not in text:
+    m = _RFC3339_RE.fullmatch(text.strip())
+    if m is None:
         raise ValueError(f"not an RFC 3339 date-time: {text!r}")
-    dt = datetime.fromisoformat(text.replace("z", "Z"))
-    if dt.tzinfo is None:
-        raise ValueError(f"RFC 3339 date-time without offset: {text!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    micro = int((m.group(7) or "").ljust(6, "0")[:6])
+    offset = timedelta(0)
+    if m.group(9):
+        offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+        if m.group(9) == "-":
+            offset = -offset
+    dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=timezone(offset))
     return dt.astimezone(timezone.utc)
 
 
