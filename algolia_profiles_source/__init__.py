@@ -231,6 +231,7 @@ def _profiles(
         "params": {k: v for k, v in params.items()},
         "profiles": profiles,
         "backfill": backfill,
+        **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
 
