@@ -8,6 +8,7 @@ window to reset once the remaining calls would dip into the part of the quota re
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -50,7 +51,7 @@ class RateGovernor:
         """Calls per window left to the application's other clients."""
         if self.limit is None:
             return 0
-        return int(self.limit * (1 - self.max_share))
+        return self.limit - math.floor(self.limit * self.max_share + 1e-9)
 
     def acquire(self) -> None:
         """Blocks until a call may be made, then counts it against the known remaining quota."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
@@ -18,6 +19,9 @@ API_KEY = "sk-test-Zq8u1Lw9-DISTINCTIVE-KEY-9f3c"  # distinctive, so tests can g
 FAST_RETRIES = dict(backoff_base=0.01, max_attempts=12, timeout=10)
 
 _counter = itertools.count()
+
+# No network but loopback here: dlt must not try to send telemetry.
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 
 @pytest.fixture

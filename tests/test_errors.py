@@ -1,0 +1,207 @@
+"""Bad input fails at once with a message that says what to fix, and never shows the API key."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from algolia_profiles_source import (
+    AuthenticationError,
+    ConfigurationError,
+    EndpointError,
+    InvalidRequestError,
+    PaginationError,
+    ProfilesClient,
+    ResponseFormatError,
+    algolia_profiles,
+)
+from tests.conftest import API_KEY, APP_ID, FAST_RETRIES, run, source_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find(error, kind):
+    while error is not None and not isinstance(error, kind):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"region": "mars", "base_url": None}, "region 'mars'"),
+        ({"base_url": "http://profiles.example.com"}, "plain http://"),
+        ({"base_url": "ftp://127.0.0.1"}, "not an http(s) URL"),
+        ({"start_date": "yesterday"}, "start_date 'yesterday' is not an RFC 3339"),
+        ({"end_date": "2026-13-40"}, "end_date '2026-13-40'"),
+        ({"start_date": "2026-02-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"}, "is not after start_date"),
+        ({"page_size": 0}, "page_size 0 is out of range"),
+        ({"page_size": 5000}, "page_size 5000 is out of range"),
+        ({"api_key": ""}, "api_key is empty"),
+        ({"application_id": "  "}, "application_id is empty"),
+        ({"affinity": ["category:Tents, Tarps"]}, "contains a comma"),
+        ({"max_share": 0}, "max_share"),
+    ],
+)
+def test_bad_settings_fail_before_any_request(emulator, overrides, fragment):
+    with pytest.raises(ConfigurationError) as error:
+        algolia_profiles(**source_args(emulator, **overrides))
+    assert fragment in str(error.value)
+    assert API_KEY not in str(error.value)
+    assert emulator.requests == []
+
+
+def test_wrong_key_names_the_acls_and_region(emulator, pipeline_factory):
+    pipeline = pipeline_factory()
+    with pytest.raises(Exception) as failure:
+        run(pipeline, emulator, api_key="wrong-" + API_KEY[::-1])
+    error = find(failure.value, AuthenticationError)
+    assert error is not None, failure.value
+    for word in ("search", "browse", "recommendation", "401", APP_ID, "region"):
+        assert word in str(error)
+    assert API_KEY[::-1] not in str(failure.value)
+    assert not pipeline.has_pending_data
+
+
+def test_unknown_host_says_region_or_base_url():
+    client = ProfilesClient("https://ai-personalization.mars.algolia.invalid", APP_ID, API_KEY, **FAST_RETRIES)
+    with pytest.raises(EndpointError, match="check `region`"):
+        client.get_config()
+
+
+def test_wrong_base_url_path_is_a_404_that_says_so(emulator):
+    client = ProfilesClient(emulator.base_url + "/proxy", APP_ID, API_KEY, **FAST_RETRIES)
+    with pytest.raises(EndpointError, match="404"):
+        list(client.iter_user_pages({"limit": 10}))
+
+
+def test_refused_parameters_are_named_in_the_error(emulator):
+    client = ProfilesClient(emulator.base_url, APP_ID, API_KEY, **FAST_RETRIES)
+    with pytest.raises(InvalidRequestError) as error:
+        list(client.iter_user_pages({"limit": 0, "startDate": "2026-01-01T00:00:00Z"}))
+    assert "limit=0" in str(error.value) and "startDate='2026-01-01T00:00:00Z'" in str(error.value)
+    assert "422" in str(error.value)
+
+
+class _FakeApi(BaseHTTPRequestHandler):
+    """Serves one canned body for every request (for behaviours the emulator will not show)."""
+
+    body: bytes = b"{}"
+    content_type = "application/json"
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.send_header("content-type", self.content_type)
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_api():
+    servers = []
+
+    def serve(body, content_type="application/json"):
+        handler = type("Handler", (_FakeApi,), {"body": body, "content_type": content_type})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_repeated_page_token_stops_the_walk(fake_api):
+    url = fake_api(json.dumps({"users": [], "nextPageToken": "same"}).encode())
+    client = ProfilesClient(url, APP_ID, API_KEY, **FAST_RETRIES)
+    with pytest.raises(PaginationError, match="twice"):
+        list(client.iter_user_pages({"limit": 10}))
+
+
+def test_html_instead_of_json_is_a_format_error(fake_api):
+    url = fake_api(b"<html>login</html>", content_type="text/html")
+    client = ProfilesClient(url, APP_ID, API_KEY, backoff_base=0.001, max_attempts=2)
+    with pytest.raises(ResponseFormatError, match="not JSON"):
+        list(client.iter_user_pages({"limit": 10}))
+
+
+def test_json_of_the_wrong_shape_is_a_format_error(fake_api):
+    url = fake_api(json.dumps({"hits": [1, 2]}).encode())
+    client = ProfilesClient(url, APP_ID, API_KEY, **FAST_RETRIES)
+    with pytest.raises(ResponseFormatError, match="not shaped like"):
+        list(client.iter_user_pages({"limit": 10}))
+
+
+def _cli(args, tmp_path, env_extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update({"DLT_DATA_DIR": str(tmp_path / "dlt_data"), **env_extra})
+    return subprocess.run(
+        [sys.executable, "-m", "algolia_profiles_source.cli", "-v", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def _no_key_anywhere(tmp_path, key, *outputs):
+    for text in outputs:
+        assert key not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), f"API key written to {path}"
+
+
+def test_cli_exit_codes_and_messages_never_show_the_key(emulator, tmp_path):
+    good = {
+        "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+        "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+        "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url,
+        "SOURCES__ALGOLIA_PROFILES__BACKOFF_BASE": "0.01",
+        "RUNTIME__LOG_LEVEL": "DEBUG",
+    }
+    ok = _cli(["load", "--page-size", "40"], tmp_path, good)
+    assert ok.returncode == 0, ok.stderr
+    assert "Loaded 150 profiles" in ok.stdout
+    assert "Making GET request" in ok.stderr  # dlt's request log ran at DEBUG, headers included
+
+    wrong_key = "zz-WRONG-" + API_KEY
+    bad = _cli(["load"], tmp_path, {**good, "SOURCES__ALGOLIA_PROFILES__API_KEY": wrong_key})
+    assert bad.returncode == 2
+    assert "recommendation" in bad.stderr and "Traceback" not in bad.stderr
+
+    region = _cli(["load", "--region", "mars", "--base-url", ""], tmp_path,
+                  {k: v for k, v in good.items() if "BASE_URL" not in k})
+    assert region.returncode == 2 and "region 'mars'" in region.stderr
+
+    dest = _cli(["load", "--destination", "nosuchwarehouse"], tmp_path, good)
+    assert dest.returncode == 2 and "unknown destination" in dest.stderr
+
+    missing = _cli(["load"], tmp_path, {"SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url})
+    assert missing.returncode == 2 and "api_key" in missing.stderr.lower()
+
+    outputs = [p.stdout + p.stderr for p in (ok, bad, region, dest, missing)]
+    _no_key_anywhere(tmp_path, API_KEY, *outputs)
+    _no_key_anywhere(tmp_path, wrong_key, *outputs)
+
+
+def test_debug_logs_of_a_run_never_show_the_key(emulator, pipeline_factory, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    pipeline = pipeline_factory()
+    run(pipeline, emulator, page_size=50)
+    emulator.inject("500", "reset")
+    run(pipeline, emulator, page_size=50)
+    assert "retrying" in caplog.text and "GET /2/users" in caplog.text
+    assert API_KEY not in caplog.text
+    _no_key_anywhere(tmp_path, API_KEY)

@@ -1,0 +1,123 @@
+"""Unit tests of pure pieces: parameters, Arrow transform, rate governor, backoff."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pyarrow as pa
+import pytest
+
+from algolia_profiles_source.exceptions import ResponseFormatError
+from algolia_profiles_source.query import build_query, format_rfc3339
+from algolia_profiles_source.rate_limit import RateGovernor
+from algolia_profiles_source.session import AlgoliaSession
+from algolia_profiles_source.transform import page_to_tables
+
+
+def test_params_join_lists_with_commas_and_format_dates_in_utc():
+    query = build_query(
+        region="EU", base_url=None, indices=["a", "b"], affinity="brand,category:Camping",
+        start_date=datetime(2026, 1, 1, 1, 0, tzinfo=timezone.utc), end_date="2026-02-01T02:00:00+02:00",
+        page_size="250",
+    )
+    assert query.base_url == "https://ai-personalization.eu.algolia.com"
+    assert query.params() == {
+        "limit": 250, "startDate": "2026-01-01T01:00:00Z", "endDate": "2026-02-01T00:00:00Z",
+        "indices": "a,b", "affinity": "brand,category:Camping",
+    }
+    later = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    assert query.params(start_after=later)["startDate"] == "2026-01-05T00:00:00Z"
+    earlier = datetime(2025, 1, 5, tzinfo=timezone.utc)
+    assert query.params(start_after=earlier)["startDate"] == "2026-01-01T01:00:00Z"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8787", "http://localhost:1", "http://[::1]:9", "https://proxy.corp"])
+def test_loopback_http_and_any_https_are_accepted(url):
+    assert build_query(region=None, base_url=url).base_url == url
+
+
+def test_microseconds_survive_formatting():
+    value = datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert format_rfc3339(value) == "2026-11-01T10:00:00.123456Z"
+
+
+def test_page_to_tables_flattens_types_and_tombstones_empty_profiles():
+    users = [
+        {"userID": "a+b/c=", "type": "basic", "lastUpdatedAt": "2026-11-01T10:00:00.123456789Z",
+         "affinities": [
+             {"name": "categories.lvl1", "value": "Outdoor > Camping, \"Tents\"", "indices": ["i1", "i2"],
+              "score": 12.5, "lastUpdatedAt": "2026-11-01T12:00:00+02:00"},
+             {"name": "brand", "value": "户外", "indices": ["i1"], "score": 3, "lastUpdatedAt": "2026-11-01T09:00:00Z"},
+         ]},
+        {"userID": "zero", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []},
+    ]
+    users_table, affinities = page_to_tables(users, load_id="123.4")
+    assert users_table.column("user_id").to_pylist() == ["a+b/c=", "zero"]
+    assert users_table.column("type").to_pylist() == ["basic", None]
+    assert users_table.column("affinity_count").to_pylist() == [2, 0]
+    stamp = users_table.column("last_updated_at").to_pylist()[0]
+    assert stamp == datetime(2026, 11, 1, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert affinities.schema.field("score").type == pa.float64()
+    assert affinities.column("score").to_pylist() == [12.5, 3.0, None]
+    assert affinities.column("indices").to_pylist() == [["i1", "i2"], ["i1"], None]
+    assert affinities.column("last_updated_at").to_pylist()[0] == datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
+    assert affinities.column("_deleted").to_pylist() == [None, None, True]
+    assert set(affinities.column("_dlt_load_id").to_pylist()) == {"123.4"}
+
+
+@pytest.mark.parametrize("bad", [
+    [{"lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []}],
+    [{"userID": "x", "lastUpdatedAt": "not a date", "affinities": []}],
+    [{"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [{"value": "v"}]}],
+    [{"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z",
+      "affinities": [{"name": "n", "value": "v", "score": "high", "indices": []}]}],
+])
+def test_malformed_profiles_are_format_errors(bad):
+    with pytest.raises(ResponseFormatError):
+        page_to_tables(bad)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = []
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_governor_keeps_the_reserve_free_and_waits_for_the_reset():
+    clock = FakeClock()
+    governor = RateGovernor(max_share=0.8, clock=clock.time, sleep=clock.sleep)
+    governor.acquire()  # nothing known yet: no wait
+    governor.observe({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "9", "x-ratelimit-reset": "1006"})
+    calls = 0
+    while not clock.slept:
+        governor.acquire()
+        calls += 1
+    # 9 remaining, 2 reserved for the live site: 7 calls, then a wait until the reset
+    assert calls == 8 and clock.slept[0] >= 6.0
+    assert clock.now >= 1006
+
+
+def test_governor_reads_a_throttled_response_as_wait_until_reset():
+    clock = FakeClock()
+    governor = RateGovernor(clock=clock.time, sleep=clock.sleep)
+    wait = governor.observe(
+        {"x-ratelimit-limit": "500", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1030"}, throttled=True
+    )
+    assert 30 <= wait <= 30.2 and governor.throttled == 1
+    assert governor.observe({}, throttled=True) is not None  # keeps the known reset
+
+
+def test_backoff_grows_has_jitter_and_a_floor():
+    session = AlgoliaSession(backoff_base=1.0)
+    for attempt in range(1, 12):
+        wait = session._backoff(attempt)
+        ceiling = min(60.0, 2 ** (attempt - 1))
+        assert ceiling / 2 <= wait <= ceiling
+    assert len({session._backoff(3) for _ in range(20)}) > 1
