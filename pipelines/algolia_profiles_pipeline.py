@@ -27,7 +27,7 @@ def load_incremental(destination: Any = "duckdb", **source_args: Any) -> Any:
     back-dated profiles are never missed.
     """
     pipeline = dlt.pipeline(
-        pipeline_name="algolia_profiles", destination=destination, dataset_name="algolia_profiles"
+        pipeline_name="algolia_profiles", destination=destination, dataset_name="algolia"
     )
     return pipeline.run(algolia_profiles(**source_args))
 
@@ -41,7 +41,7 @@ def backfill_window(
     pipeline and tables, merged by ``user_id``.
     """
     pipeline = dlt.pipeline(
-        pipeline_name="algolia_profiles", destination=destination, dataset_name="algolia_profiles"
+        pipeline_name="algolia_profiles", destination=destination, dataset_name="algolia"
     )
     return pipeline.run(algolia_profiles(start_date=start_date, end_date=end_date, **source_args))
 
@@ -56,7 +56,7 @@ def load_audience(
     pipeline = dlt.pipeline(
         pipeline_name="algolia_profiles_camping",
         destination=destination,
-        dataset_name="algolia_profiles_camping",
+        dataset_name="algolia_camping",
     )
     return pipeline.run(
         algolia_profiles(affinity=affinity or ["category:Camping"], **source_args)
