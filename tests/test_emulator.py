@@ -504,6 +504,9 @@ def test_synthetic_data_is_realistic() -> None:
     assert set(types) == {None, "basic", "predictive", "realtime"}
 
     affs = [a for u in users for a in u["affinities"]]
+    for u in users:  # one affinity per (name, value) in a profile
+        pairs = [(a["name"], a["value"]) for a in u["affinities"]]
+        assert len(pairs) == len(set(pairs))
     scores = [a["score"] for a in affs]
     assert all(1 <= s <= 20 for s in scores)
     assert any(isinstance(s, float) and s != int(s) for s in scores)

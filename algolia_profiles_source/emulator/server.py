@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from .data import format_us, to_us
-from .store import ProfileStore, parse_rfc3339, valid_user_id
+from .store import Matcher, ProfileStore, parse_rfc3339, valid_user_id
 
 FAULT_KINDS: tuple[str, ...] = ("500", "503_html", "429", "reset", "truncated")
 """Injectable faults: JSON 500, load-balancer HTML 503, throttling 429, TCP reset, truncated body."""
@@ -328,7 +328,7 @@ def _check_kinds(kinds: Iterable[str]) -> None:
         raise ValueError(f"unknown fault kinds {bad}; expected some of {FAULT_KINDS}")
 
 
-def _matcher(indices: list[str], affinity: list[str]):  # noqa: ANN202 - returns a Matcher
+def _matcher(indices: list[str], affinity: list[str]) -> Matcher:
     """Predicate for the ``indices`` / ``affinity`` filters (every item must match)."""
     wanted: list[tuple[str, str | None]] = []
     for item in affinity:
