@@ -1,0 +1,171 @@
+"""Local cost of an export: parse + normalize + load recorded API pages into DuckDB, no network.
+
+Prints, for the same recorded pages in the same run (this machine is noisy, so ratios matter):
+
+- ``orjson``: parsing the pages only (the floor for anything that reads JSON in Python);
+- ``fast``: the production path (``algolia_profiles``'s page walker: orjson pages -> Arrow tables ->
+  dlt merge into DuckDB), with the HTTP client replaced by the recorded pages;
+- ``naive``: a plain dlt pipeline yielding the API's dicts (nested affinities, default normalizer,
+  merge), on a smaller slice, scaled per profile.
+
+Each variant runs in its own process so its peak RSS is its own.
+
+    python benchmarks/local_cost.py --profiles 100000 --naive-profiles 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAGE_SIZE = 1000
+NAMES = ["category", "brand", "categories.lvl0", "categories.lvl1", "color", "price_range", "collection", "size"]
+
+
+def record_pages(path: Path, profiles: int, affinities: int, seed: int = 1) -> None:
+    """Writes API-shaped pages (one JSON body per line) with ``affinities`` per profile."""
+    rng = random.Random(seed)
+    with path.open("wb") as out:
+        for start in range(0, profiles, PAGE_SIZE):
+            users = []
+            for i in range(start, min(start + PAGE_SIZE, profiles)):
+                stamp = f"2026-11-{1 + i % 27:02d}T{i % 24:02d}:00:00{'.123456' if i % 3 == 0 else ''}Z"
+                users.append({
+                    "userID": f"anon-{i:09d}+Q/{i % 97}==",
+                    "type": "basic",
+                    "lastUpdatedAt": stamp,
+                    "affinities": [
+                        {
+                            "name": NAMES[j % len(NAMES)],
+                            "value": f"Value {j}, \"{rng.randrange(100)}\" > 户外",
+                            "indices": ["products_en_US", "products_fr_FR"][: 1 + j % 2],
+                            "score": rng.randrange(1, 21) if j % 7 else 12.5,
+                            "lastUpdatedAt": stamp,
+                        }
+                        for j in range(affinities)
+                    ],
+                })
+            body: Dict[str, Any] = {"users": users}
+            if start + PAGE_SIZE < profiles:
+                body["nextPageToken"] = f"t{start}"
+            out.write(orjson.dumps(body) + b"\n")
+
+
+def _pages(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        for line in f:
+            yield line
+
+
+class ReplayClient:
+    """Stands in for ProfilesClient: yields recorded pages, parsed with orjson as the session does."""
+
+    base_url = "replay://"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stats: Dict[str, int] = {}
+
+    def iter_user_pages(self, params: Any, max_pages: Any = None) -> Iterator[List[Dict[str, Any]]]:
+        for raw in _pages(self.path):
+            yield orjson.loads(raw)["users"]
+
+
+def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
+    import dlt
+
+    from algolia_profiles_source import PROFILES_RESOURCE, _profiles
+    from algolia_profiles_source.query import build_query
+
+    os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    started = time.perf_counter()
+    profiles = 0
+    if variant == "orjson":
+        for raw in _pages(path):
+            profiles += len(orjson.loads(raw)["users"])
+    else:
+        pipeline = dlt.pipeline(
+            pipeline_name=f"bench_{variant}",
+            destination=dlt.destinations.duckdb(str(workdir / f"{variant}.duckdb")),
+            dataset_name="bench",
+            pipelines_dir=str(workdir / "pipelines"),
+        )
+        if variant == "fast":
+            query = build_query(region="us", base_url=None)
+            from datetime import timedelta
+
+            profiles_resource = dlt.resource(
+                _profiles(ReplayClient(path), query, timedelta(hours=1), None),
+                name=PROFILES_RESOURCE, write_disposition="merge",
+            )
+            source = dlt.source(name="algolia_profiles", max_table_nesting=0)(lambda: profiles_resource)()
+            pipeline.run(source)
+        else:  # naive: dicts, nested child table, default normalizer, merge
+            @dlt.resource(name="users", write_disposition="merge", primary_key="userID")
+            def users() -> Iterator[List[Dict[str, Any]]]:
+                for raw in _pages(path):
+                    yield orjson.loads(raw)["users"]
+
+            pipeline.run(users())
+        with pipeline.sql_client() as client:
+            profiles = client.execute_sql("SELECT count(*) FROM bench.users")[0][0]
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": variant, "profiles": profiles, "seconds": elapsed, "peak_rss_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--naive-profiles", type=int, default=10_000)
+    parser.add_argument("--affinities", type=int, default=20)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--pages-file", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.variant:  # child process
+        print(json.dumps(run_variant(args.variant, Path(args.pages_file), Path(args.workdir))))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        full, small = work / "pages.jsonl", work / "pages_small.jsonl"
+        record_pages(full, args.profiles, args.affinities)
+        record_pages(small, args.naive_profiles, args.affinities)
+        mb = full.stat().st_size / 1e6
+        print(f"recorded {args.profiles:,} profiles x {args.affinities} affinities = {mb:,.0f} MB of JSON")
+        results = {}
+        for variant, pages in (("orjson", full), ("fast", full), ("naive", small)):
+            out = subprocess.run(
+                [sys.executable, __file__, "--variant", variant, "--pages-file", str(pages), "--workdir", tmp],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]
+            results[variant] = json.loads(out)
+            r = results[variant]
+            rate = r["profiles"] / r["seconds"]
+            print(f"{variant:>7}: {r['profiles']:>9,} profiles in {r['seconds']:7.2f} s = {rate:>9,.0f} profiles/s,"
+                  f" peak RSS {r['peak_rss_mb']:,.0f} MB")
+        per = {k: v["seconds"] / v["profiles"] for k, v in results.items()}
+        print(f"fast vs naive: {per['naive'] / per['fast']:.1f}x faster per profile")
+        print(f"fast vs orjson parse only: {per['fast'] / per['orjson']:.1f}x the parse time")
+        print(f"API ceiling (500 calls/min x 1000 profiles) = 8,333 profiles/s;"
+              f" fast path = {1 / per['fast'] / 8333:.1f}x the ceiling")
+
+
+if __name__ == "__main__":
+    main()
