@@ -1,0 +1,22 @@
+"""Affinity segments: audience definitions compiled to SQL and built inside the warehouse.
+
+See docs/audiences.md for the definition language and the tables a build writes.
+"""
+
+from .build import BuildResult, build_models, build_segments, load_audiences, static_target
+from .compiler import model_statements, segment_statements
+from .definitions import AudienceFile, DefinitionError, load_definitions, parse_definitions
+
+__all__ = [
+    "AudienceFile",
+    "BuildResult",
+    "DefinitionError",
+    "build_models",
+    "build_segments",
+    "load_audiences",
+    "load_definitions",
+    "model_statements",
+    "parse_definitions",
+    "segment_statements",
+    "static_target",
+]

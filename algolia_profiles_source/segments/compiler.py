@@ -1,0 +1,395 @@
+"""SQL for the models and the audiences, generated as sqlglot trees and rendered per warehouse.
+
+Templates are constants in sqlglot's neutral dialect; audience values (affinity names and values,
+user IDs, index names) only ever enter as sqlglot literals, so ``O'Brien'; drop table users; --`` is a
+value like any other. Warehouse differences live in :mod:`.dialects`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import sqlglot
+from sqlglot import exp
+
+from . import dialects
+from .definitions import (
+    AffinityRule,
+    Audience,
+    AudienceFile,
+    AudienceRule,
+    GroupRule,
+    ProfileRule,
+    Rule,
+    Suppression,
+)
+
+# raw tables (loaded by the source) and models (built here)
+USERS = "users"
+AFFINITIES = "user_affinities"
+CONFIG = "personalization_config"
+STG_USERS = "stg_algolia__users"
+STG_AFFINITIES = "stg_algolia__user_affinities"
+STG_CONFIG = "stg_algolia__personalization_config"
+INDEX_COVERAGE = "affinity_index_coverage"
+CATALOG = "affinity_catalog"
+TOP_AFFINITIES = "user_top_affinities"
+MEMBERS = "segment_members"
+MEMBERS_NEXT = "segment_members__next"
+SIZES = "segment_sizes"
+OVERLAPS = "segment_overlaps"
+EVENTS = "segment_membership_events"
+BUILDS = "segment_builds"
+MODEL_TABLES = (STG_USERS, STG_AFFINITIES, STG_CONFIG, INDEX_COVERAGE, CATALOG, TOP_AFFINITIES)
+SEGMENT_TABLES = (MEMBERS, SIZES, OVERLAPS, EVENTS, BUILDS)
+
+TOP_AFFINITIES_PER_NAME = 3
+
+MEMBERS_COLUMNS = "segment TEXT, user_id TEXT, score DOUBLE, matched_affinities BIGINT, built_at TIMESTAMPTZ"
+EVENTS_COLUMNS = "segment TEXT, user_id TEXT, event TEXT, build_id TEXT, built_at TIMESTAMPTZ"
+BUILDS_COLUMNS = "build_id TEXT, segment TEXT, members BIGINT, entered BIGINT, exited BIGINT, built_at TIMESTAMPTZ"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where SQL runs: a sqlglot dialect and how to name a table of the dataset."""
+
+    dialect: str
+    table: Callable[[str], exp.Table]
+    external_table: Callable[[str], exp.Table]
+
+    def render(self, statement: exp.Expression) -> str:
+        return statement.sql(dialect=self.dialect)
+
+
+@dataclass(frozen=True)
+class Statement:
+    label: str
+    tree: exp.Expression
+
+
+def _t(target: Target, name: str, alias: Optional[str] = None) -> exp.Expression:
+    table = target.table(name)
+    return exp.alias_(table, alias, table=True) if alias else table
+
+
+def _replace_table(target: Target, name: str, select: exp.Expression, label: str) -> List[Statement]:
+    return [
+        Statement(f"drop {name}", exp.Drop(tables=[target.table(name)], kind="TABLE", exists=True)),
+        Statement(label, exp.Create(this=target.table(name), kind="TABLE", expression=select)),
+    ]
+
+
+def _create_if_missing(target: Target, name: str, columns: str) -> Statement:
+    tree = dialects.parse(f"CREATE TABLE IF NOT EXISTS placeholder_table ({columns})")
+    tree.set("this", exp.Schema(this=target.table(name), expressions=tree.this.expressions))
+    return Statement(f"create {name} if missing", tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------
+
+
+def model_statements(target: Target, has_config: bool = True) -> List[Statement]:
+    """Staging views, affinity_index_coverage, affinity_catalog and user_top_affinities."""
+    d = target.dialect
+    statements = [
+        Statement(
+            f"view {STG_USERS}",
+            exp.Create(
+                this=target.table(STG_USERS), kind="VIEW", replace=True,
+                expression=dialects.parse(
+                    "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u",
+                    users=target.table(USERS),
+                ),
+            ),
+        ),
+        Statement(
+            f"view {STG_AFFINITIES}",
+            exp.Create(
+                this=target.table(STG_AFFINITIES), kind="VIEW", replace=True,
+                expression=dialects.parse(
+                    "SELECT a.user_id, a.name, a.value, a.score, a.indices, a.last_updated_at"
+                    " FROM :affinities AS a WHERE EXISTS"
+                    " (SELECT 1 FROM :users AS u WHERE u.user_id = a.user_id)",
+                    affinities=target.table(AFFINITIES), users=target.table(STG_USERS),
+                ),
+            ),
+        ),
+    ]
+    if has_config:
+        statements.append(Statement(
+            f"view {STG_CONFIG}",
+            exp.Create(
+                this=target.table(STG_CONFIG), kind="VIEW", replace=True,
+                expression=dialects.parse(
+                    "SELECT c.index AS index_name, c.affinities, c.status, c.last_updated_at FROM :config AS c",
+                    config=target.table(CONFIG),
+                ),
+            ),
+        ))
+        coverage = dialects.parse(
+            "SELECT a.name, a.value, c.index_name, COUNT(*) AS users FROM :affinities AS a"
+            " JOIN :config AS c ON :contains GROUP BY a.name, a.value, c.index_name",
+            affinities=_t(target, STG_AFFINITIES), config=target.table(STG_CONFIG),
+            contains=dialects.json_array_contains(
+                exp.column("indices", "a"), exp.column("index_name", "c"), d
+            ),
+        )
+    else:
+        coverage = dialects.parse(
+            "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS value,"
+            " CAST(NULL AS TEXT) AS index_name, CAST(0 AS BIGINT) AS users WHERE 1 = 0"
+        )
+    statements += _replace_table(target, INDEX_COVERAGE, coverage, f"table {INDEX_COVERAGE}")
+
+    score = exp.column("score", "a")
+    catalog = dialects.parse(
+        "SELECT a.name, a.value, COUNT(*) AS users,"
+        " CAST(COUNT(*) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
+        " MIN(a.score) AS score_min, AVG(a.score) AS score_avg, :p50 AS score_p50, :p90 AS score_p90,"
+        " MAX(a.score) AS score_max, MAX(a.last_updated_at) AS last_updated_at,"
+        " MAX(cov.index_count) AS index_count"
+        " FROM :affinities AS a LEFT JOIN (SELECT k.name, k.value, COUNT(*) AS index_count"
+        " FROM :coverage AS k GROUP BY k.name, k.value) AS cov"
+        " ON cov.name = a.name AND cov.value = a.value"
+        " GROUP BY a.name, a.value",
+        users=target.table(STG_USERS), affinities=_t(target, STG_AFFINITIES),
+        coverage=target.table(INDEX_COVERAGE),
+        p50=dialects.percentile(score, 0.5, d), p90=dialects.percentile(score, 0.9, d),
+    )
+    statements += _replace_table(target, CATALOG, catalog, f"table {CATALOG}")
+
+    top = dialects.parse(
+        "SELECT r.user_id, r.name, r.value, r.score, r.affinity_rank FROM ("
+        " SELECT a.user_id, a.name, a.value, a.score, ROW_NUMBER() OVER"
+        " (PARTITION BY a.user_id, a.name ORDER BY a.score DESC, :value_order) AS affinity_rank"
+        " FROM :affinities AS a) AS r WHERE r.affinity_rank <= :n",
+        affinities=_t(target, STG_AFFINITIES), n=TOP_AFFINITIES_PER_NAME,
+        value_order=dialects.binary_order(exp.column("value", "a"), d),
+    )
+    statements += _replace_table(target, TOP_AFFINITIES, top, f"table {TOP_AFFINITIES}")
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------
+# audiences
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    target: Target
+    as_of: datetime
+
+    def since(self, days: float) -> exp.Expression:
+        return dialects.timestamp(self.as_of - timedelta(days=days))
+
+
+def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> exp.Expression:
+    """The condition one affinity row (``alias``) must meet for ``rule``."""
+    col = lambda name: exp.column(name, alias)  # noqa: E731
+    parts: List[exp.Expression] = [col("name").eq(exp.Literal.string(rule.name))]
+    if len(rule.values) == 1:
+        parts.append(col("value").eq(exp.Literal.string(rule.values[0])))
+    elif rule.values:
+        parts.append(col("value").isin(*[exp.Literal.string(v) for v in rule.values]))
+    if rule.score is not None:
+        s = rule.score
+        if s.low is not None:
+            cls = exp.GTE if s.low_inclusive else exp.GT
+            parts.append(cls(this=col("score"), expression=exp.Literal.number(s.low)))
+        if s.high is not None:
+            cls = exp.LTE if s.high_inclusive else exp.LT
+            parts.append(cls(this=col("score"), expression=exp.Literal.number(s.high)))
+    if rule.indices:
+        parts.append(exp.or_(*[
+            dialects.json_array_contains(col("indices"), exp.Literal.string(i), ctx.target.dialect)
+            for i in rule.indices
+        ]))
+    if rule.updated_within_days is not None:
+        parts.append(col("last_updated_at") >= ctx.since(rule.updated_within_days))
+    return exp.and_(*parts)
+
+
+def _member_of(ctx: _Context, audience: str, user: exp.Expression) -> exp.Expression:
+    return exp.Exists(this=dialects.parse(
+        "SELECT 1 FROM :members AS m WHERE m.segment = :segment AND m.user_id = :user",
+        members=ctx.target.table(MEMBERS_NEXT), segment=audience, user=user,
+    ))
+
+
+def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
+    """A condition on the user row ``u`` that is true when the user matches ``rule``."""
+    user = exp.column("user_id", "u")
+    if isinstance(rule, AffinityRule):
+        return exp.Exists(this=dialects.parse(
+            "SELECT 1 FROM :affinities AS a WHERE a.user_id = u.user_id AND :cond",
+            affinities=_t(ctx.target, STG_AFFINITIES), cond=affinity_condition(rule, ctx),
+        ))
+    if isinstance(rule, ProfileRule):
+        parts: List[exp.Expression] = []
+        if rule.updated_within_days is not None:
+            parts.append(exp.column("last_updated_at", "u") >= ctx.since(rule.updated_within_days))
+        if rule.types:
+            parts.append(exp.column("type", "u").isin(*[exp.Literal.string(t) for t in rule.types]))
+        return exp.and_(*parts)
+    if isinstance(rule, AudienceRule):
+        return _member_of(ctx, rule.audience, user)
+    children = [exp.paren(rule_predicate(child, ctx), copy=False) for child in rule.rules]
+    if rule.kind == "all":
+        return exp.and_(*children)
+    if rule.kind == "any":
+        return exp.or_(*children)
+    return exp.not_(exp.paren(exp.or_(*children), copy=False))
+
+
+def _suppressed(suppression: Suppression, ctx: _Context) -> List[exp.Expression]:
+    user = exp.column("user_id", "u")
+    conditions: List[exp.Expression] = []
+    if suppression.user_ids:
+        conditions.append(exp.not_(user.isin(*[exp.Literal.string(u) for u in sorted(set(suppression.user_ids))])))
+    for table, column in suppression.tables:
+        conditions.append(exp.not_(exp.Exists(this=dialects.parse(
+            "SELECT 1 FROM :table AS s WHERE CAST(:col AS TEXT) = u.user_id",
+            table=ctx.target.external_table(table), col=exp.column(column, "s"),
+        ))))
+    return conditions
+
+
+def audience_insert(audience: Audience, file: AudienceFile, ctx: _Context, built_at: datetime) -> exp.Expression:
+    """``INSERT INTO segment_members__next`` the final members of one audience."""
+    target = ctx.target
+    where = [rule_predicate(audience.rule, ctx)]
+    where += [exp.not_(_member_of(ctx, name, exp.column("user_id", "u"))) for name in audience.exclude]
+    where += _suppressed(file.suppression + audience.suppress, ctx)
+
+    positive = [affinity_condition(rule, ctx) for rule in audience.positive_affinity_rules()]
+    if positive:
+        scored = dialects.parse(
+            "SELECT u.user_id, MAX(a.score) AS score, COUNT(a.user_id) AS matched_affinities"
+            " FROM :users AS u LEFT JOIN :affinities AS a ON a.user_id = u.user_id AND :positive"
+            " WHERE :candidate GROUP BY u.user_id",
+            users=_t(target, STG_USERS), affinities=_t(target, STG_AFFINITIES),
+            positive=exp.paren(exp.or_(*[exp.paren(p) for p in positive])), candidate=exp.and_(*where),
+        )
+        if audience.min_score is not None:
+            scored = scored.having(exp.func("MAX", exp.column("score", "a")) >= exp.Literal.number(audience.min_score))
+    else:
+        scored = dialects.parse(
+            "SELECT u.user_id, CAST(NULL AS DOUBLE) AS score, CAST(0 AS BIGINT) AS matched_affinities"
+            " FROM :users AS u WHERE :candidate",
+            users=_t(target, STG_USERS),
+            candidate=exp.and_(*where, *([exp.false()] if audience.min_score is not None else [])),
+        )
+
+    final = dialects.parse("SELECT r.user_id, r.score, r.matched_affinities FROM r")
+    top = audience.top
+    user_order = dialects.binary_order(exp.column("user_id", "r"), target.dialect)
+    if top is not None and not top.per_value:
+        final = dialects.parse(
+            "SELECT k.user_id, k.score, k.matched_affinities FROM ("
+            " SELECT r.user_id, r.score, r.matched_affinities,"
+            " ROW_NUMBER() OVER (ORDER BY r.score DESC NULLS LAST, :user_order) AS rn FROM r) AS k"
+            " WHERE k.rn <= :n",
+            user_order=user_order, n=top.n,
+        )
+    elif top is not None:
+        final = dialects.parse(
+            "SELECT r.user_id, r.score, r.matched_affinities FROM r WHERE r.user_id IN ("
+            " SELECT p.user_id FROM (SELECT a.user_id, ROW_NUMBER() OVER"
+            " (PARTITION BY a.name, a.value ORDER BY a.score DESC, :user_order) AS rn"
+            " FROM :affinities AS a JOIN r AS r2 ON r2.user_id = a.user_id WHERE :positive) AS p"
+            " WHERE p.rn <= :n)",
+            affinities=_t(target, STG_AFFINITIES), n=top.n,
+            user_order=dialects.binary_order(exp.column("user_id", "a"), target.dialect),
+            positive=exp.or_(*[exp.paren(p) for p in positive]) if positive else exp.false(),
+        )
+    select = dialects.parse(
+        "SELECT :segment AS segment, f.user_id, f.score, f.matched_affinities, :built_at AS built_at"
+        " FROM (:final) AS f",
+        segment=audience.name, built_at=dialects.timestamp(built_at), final=final,
+    ).with_("r", as_=scored)
+    return exp.Insert(
+        this=exp.Schema(
+            this=target.table(MEMBERS_NEXT),
+            expressions=[exp.to_identifier(c) for c in ("segment", "user_id", "score", "matched_affinities", "built_at")],
+        ),
+        expression=select,
+    )
+
+
+def segment_statements(
+    file: AudienceFile, target: Target, built_at: datetime, build_id: str, as_of: Optional[datetime] = None
+) -> List[Statement]:
+    """Every statement of a segment build, in order (see :func:`.build.build_segments`)."""
+    ctx = _Context(target, as_of or file.as_of or built_at)
+    names = [exp.Literal.string(a.name) for a in file.audiences]
+    stamp = dialects.timestamp(built_at)
+    members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
+    statements = [
+        _create_if_missing(target, MEMBERS, MEMBERS_COLUMNS),
+        _create_if_missing(target, EVENTS, EVENTS_COLUMNS),
+        _create_if_missing(target, BUILDS, BUILDS_COLUMNS),
+        Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)),
+        _create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
+    ]
+    statements += [
+        Statement(f"audience {a.name}", audience_insert(a, file, ctx, built_at)) for a in file.audiences
+    ]
+    statements.append(Statement("membership events", dialects.parse(
+        "INSERT INTO :events (segment, user_id, event, build_id, built_at)"
+        " SELECT n.segment, n.user_id, 'entered', :build_id, :stamp FROM :next AS n"
+        " WHERE NOT EXISTS (SELECT 1 FROM :members AS o WHERE o.segment = n.segment AND o.user_id = n.user_id)"
+        " UNION ALL"
+        " SELECT o.segment, o.user_id, 'exited', :build_id, :stamp FROM :members AS o"
+        " WHERE o.segment IN :names AND NOT EXISTS"
+        " (SELECT 1 FROM :next AS n WHERE n.segment = o.segment AND n.user_id = o.user_id)",
+        events=events, next=nxt, members=members, build_id=build_id, stamp=stamp,
+        names=exp.Tuple(expressions=names),
+    )))
+    statements.append(Statement(f"replace {MEMBERS}", exp.delete(members, where=exp.true())))
+    statements.append(Statement(f"fill {MEMBERS}", dialects.parse(
+        "INSERT INTO :members (segment, user_id, score, matched_affinities, built_at)"
+        " SELECT n.segment, n.user_id, n.score, n.matched_affinities, n.built_at FROM :next AS n",
+        members=members, next=nxt,
+    )))
+    statements.append(Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)))
+    sizes_select = dialects.parse(
+        "SELECT s.segment, COALESCE(m.members, 0) AS members, COALESCE(e.entered, 0) AS entered,"
+        " COALESCE(e.exited, 0) AS exited,"
+        " CAST(COALESCE(m.members, 0) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
+        " :stamp AS built_at, :build_id AS build_id"
+        " FROM (:segments) AS s"
+        " LEFT JOIN (SELECT segment, COUNT(*) AS members FROM :members GROUP BY segment) AS m ON m.segment = s.segment"
+        " LEFT JOIN (SELECT segment, SUM(CASE WHEN event = 'entered' THEN 1 ELSE 0 END) AS entered,"
+        " SUM(CASE WHEN event = 'exited' THEN 1 ELSE 0 END) AS exited FROM :events"
+        " WHERE build_id = :build_id GROUP BY segment) AS e ON e.segment = s.segment",
+        users=target.table(STG_USERS), members=members, events=events, stamp=stamp, build_id=build_id,
+        segments=exp.union(
+            *[exp.select(exp.alias_(name.copy(), "segment")) for name in names], distinct=False
+        ) if len(names) > 1 else exp.select(exp.alias_(names[0].copy(), "segment")),
+    )
+    statements += _replace_table(target, SIZES, sizes_select, f"table {SIZES}")
+    statements.append(Statement(f"append {BUILDS}", dialects.parse(
+        "INSERT INTO :builds (build_id, segment, members, entered, exited, built_at)"
+        " SELECT s.build_id, s.segment, s.members, s.entered, s.exited, s.built_at FROM :sizes AS s",
+        builds=target.table(BUILDS), sizes=target.table(SIZES),
+    )))
+    overlaps = dialects.parse(
+        "SELECT a.segment AS segment_a, b.segment AS segment_b, COALESCE(o.overlap, 0) AS overlap,"
+        " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members, 0) AS pct_of_a,"
+        " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(b.members, 0) AS pct_of_b,"
+        " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members + b.members - COALESCE(o.overlap, 0), 0) AS jaccard,"
+        " :stamp AS built_at"
+        " FROM :sizes AS a JOIN :sizes AS b ON a.segment < b.segment"
+        " LEFT JOIN (SELECT x.segment AS segment_a, y.segment AS segment_b, COUNT(*) AS overlap"
+        " FROM :members AS x JOIN :members AS y ON x.user_id = y.user_id AND x.segment < y.segment"
+        " GROUP BY x.segment, y.segment) AS o ON o.segment_a = a.segment AND o.segment_b = b.segment",
+        sizes=target.table(SIZES), members=members, stamp=stamp,
+    )
+    statements += _replace_table(target, OVERLAPS, overlaps, f"table {OVERLAPS}")
+    return statements

@@ -1,0 +1,480 @@
+"""Audience files: parsing and validation into typed definitions (the language is in docs/audiences.md).
+
+Everything is checked before any SQL exists: unknown keys (with a did-you-mean), unknown affinity
+names, impossible score ranges, bad references and cycles between audiences. Each error names the
+audience and the field, and all errors of a file are reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ..exceptions import ConfigurationError
+from ..query import parse_datetime
+
+MIN_SCORE, MAX_SCORE = 1.0, 20.0
+AUDIENCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# a warehouse table named by 1-3 plain identifiers, and a plain column name
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+PROFILE_TYPES = ("basic", "predictive", "realtime")
+
+
+class DefinitionError(ConfigurationError):
+    """One or more problems in an audience file; ``problems`` lists them all."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s) in the audience definitions:\n{listing}")
+
+
+@dataclass(frozen=True)
+class ScoreRange:
+    """Bounds on a score; ``*_inclusive`` say whether the bound itself matches."""
+
+    low: Optional[float] = None
+    low_inclusive: bool = True
+    high: Optional[float] = None
+    high_inclusive: bool = True
+
+
+@dataclass(frozen=True)
+class AffinityRule:
+    name: str
+    values: Tuple[str, ...] = ()
+    score: Optional[ScoreRange] = None
+    indices: Tuple[str, ...] = ()
+    updated_within_days: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ProfileRule:
+    updated_within_days: Optional[float] = None
+    types: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    kind: str  # "all" | "any" | "none"
+    rules: Tuple["Rule", ...]
+
+
+@dataclass(frozen=True)
+class AudienceRule:
+    audience: str
+
+
+Rule = Union[AffinityRule, ProfileRule, GroupRule, AudienceRule]
+
+
+@dataclass(frozen=True)
+class Suppression:
+    user_ids: Tuple[str, ...] = ()
+    tables: Tuple[Tuple[str, str], ...] = ()  # (table, column)
+
+    def __bool__(self) -> bool:
+        return bool(self.user_ids or self.tables)
+
+    def __add__(self, other: "Suppression") -> "Suppression":
+        return Suppression(self.user_ids + other.user_ids, self.tables + other.tables)
+
+
+@dataclass(frozen=True)
+class Top:
+    n: int
+    per_value: bool = False
+
+
+@dataclass(frozen=True)
+class Audience:
+    name: str
+    rule: Rule
+    description: str = ""
+    exclude: Tuple[str, ...] = ()
+    min_score: Optional[float] = None
+    top: Optional[Top] = None
+    suppress: Suppression = field(default_factory=Suppression)
+
+    def references(self) -> List[str]:
+        """Audiences this one depends on (through ``audience`` rules and ``exclude``)."""
+        found: List[str] = list(self.exclude)
+
+        def walk(rule: Rule) -> None:
+            if isinstance(rule, AudienceRule):
+                found.append(rule.audience)
+            elif isinstance(rule, GroupRule):
+                for child in rule.rules:
+                    walk(child)
+
+        walk(self.rule)
+        return found
+
+    def positive_affinity_rules(self) -> List[AffinityRule]:
+        """Affinity rules not inside a ``none``: the rows that give a member its score."""
+        found: List[AffinityRule] = []
+
+        def walk(rule: Rule) -> None:
+            if isinstance(rule, AffinityRule):
+                found.append(rule)
+            elif isinstance(rule, GroupRule) and rule.kind != "none":
+                for child in rule.rules:
+                    walk(child)
+
+        walk(self.rule)
+        return found
+
+    def affinity_rules(self) -> List[AffinityRule]:
+        found: List[AffinityRule] = []
+
+        def walk(rule: Rule) -> None:
+            if isinstance(rule, AffinityRule):
+                found.append(rule)
+            elif isinstance(rule, GroupRule):
+                for child in rule.rules:
+                    walk(child)
+
+        walk(self.rule)
+        return found
+
+
+@dataclass(frozen=True)
+class AudienceFile:
+    """A validated audience file. ``audiences`` is in dependency order (referenced ones first)."""
+
+    audiences: Tuple[Audience, ...]
+    suppression: Suppression = field(default_factory=Suppression)
+    as_of: Optional[datetime] = None
+    source: str = "<audiences>"
+
+    def get(self, name: str) -> Audience:
+        for audience in self.audiences:
+            if audience.name == name:
+                return audience
+        raise ConfigurationError(
+            f"no audience {name!r} in {self.source}{_did_you_mean(name, self.names)}"
+        )
+
+    @property
+    def names(self) -> List[str]:
+        return [a.name for a in self.audiences]
+
+    def suppression_tables(self) -> List[Tuple[str, str]]:
+        tables = list(self.suppression.tables)
+        for audience in self.audiences:
+            tables.extend(audience.suppress.tables)
+        return sorted(set(tables))
+
+
+def read_file(path: Union[str, Path]) -> Dict[str, Any]:
+    """Reads a TOML or YAML audience file into plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"audience file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = tomllib.loads(text)
+    except Exception as error:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        raise ConfigurationError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'TOML'}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: expected a table of audiences at the top level")
+    return data
+
+
+def load_definitions(
+    path: Union[str, Path], known_affinities: Optional[Iterable[str]] = None
+) -> AudienceFile:
+    """Reads and validates an audience file (see :func:`parse_definitions`)."""
+    return parse_definitions(read_file(path), known_affinities, source=str(path))
+
+
+def parse_definitions(
+    data: Mapping[str, Any],
+    known_affinities: Optional[Iterable[str]] = None,
+    source: str = "<audiences>",
+) -> AudienceFile:
+    """Validates plain data into an :class:`AudienceFile`; raises :class:`DefinitionError`.
+
+    ``known_affinities``: the affinity attribute names that exist (from ``personalization_config``
+    and the loaded affinities); when given, rules naming another attribute are errors.
+    """
+    parser = _Parser(set(known_affinities) if known_affinities is not None else None)
+    result = parser.parse(data, source)
+    if parser.problems:
+        raise DefinitionError(source, parser.problems)
+    return result
+
+
+class _Parser:
+    def __init__(self, known_affinities: Optional[set]) -> None:
+        self.known = known_affinities
+        self.problems: List[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def keys(self, where: str, value: Any, allowed: Sequence[str], required: Sequence[str] = ()) -> bool:
+        if not isinstance(value, Mapping):
+            self.problem(where, f"expected a table, got {_kind(value)}")
+            return False
+        for key in value:
+            if key not in allowed:
+                self.problem(where, f"unknown key {key!r}{_did_you_mean(str(key), allowed)}")
+        for key in required:
+            if key not in value:
+                self.problem(where, f"missing required key {key!r}")
+        return True
+
+    def parse(self, data: Mapping[str, Any], source: str) -> AudienceFile:
+        self.keys("file", data, ("settings", "suppression", "audiences"), ("audiences",))
+        as_of = None
+        settings = data.get("settings", {})
+        if self.keys("settings", settings, ("as_of",)) and settings.get("as_of") is not None:
+            try:
+                as_of = parse_datetime(settings["as_of"], "as_of")
+            except ConfigurationError as error:
+                self.problem("settings.as_of", str(error))
+        suppression = self.suppression("suppression", data.get("suppression", {}))
+        raw = data.get("audiences", {})
+        audiences: Dict[str, Audience] = {}
+        if isinstance(raw, Mapping):
+            if not raw:
+                self.problem("audiences", "no audience is defined")
+            for name, body in raw.items():
+                audience = self.audience(str(name), body)
+                if audience is not None:
+                    audiences[audience.name] = audience
+        elif "audiences" in data:
+            self.problem("audiences", f"expected a table of audiences, got {_kind(raw)}")
+        ordered = self.order(audiences)
+        return AudienceFile(tuple(ordered), suppression, as_of, source)
+
+    def suppression(self, where: str, value: Any) -> Suppression:
+        if not self.keys(where, value, ("user_ids", "table", "column")):
+            return Suppression()
+        user_ids = value.get("user_ids", [])
+        if not isinstance(user_ids, list) or not all(isinstance(u, str) and u for u in user_ids):
+            self.problem(f"{where}.user_ids", "expected a list of user IDs (strings)")
+            user_ids = []
+        tables: List[Tuple[str, str]] = []
+        table, column = value.get("table"), value.get("column")
+        if (table is None) != (column is None):
+            self.problem(where, "`table` and `column` go together: name the table and its user-ID column")
+        elif table is not None:
+            if not isinstance(table, str) or not TABLE_NAME.match(table):
+                self.problem(f"{where}.table", f"{table!r} is not a table name like crm.opted_out")
+            elif not isinstance(column, str) or not COLUMN_NAME.match(column):
+                self.problem(f"{where}.column", f"{column!r} is not a column name")
+            else:
+                tables.append((table, column))
+        return Suppression(tuple(user_ids), tuple(tables))
+
+    def audience(self, name: str, body: Any) -> Optional[Audience]:
+        where = f"audience {name!r}"
+        if not AUDIENCE_NAME.match(name):
+            self.problem(where, "names are 1-64 characters of A-Z a-z 0-9 _ -")
+        allowed = ("description", "rule", "exclude", "min_score", "top", "suppress")
+        if not self.keys(where, body, allowed, ("rule",)):
+            return None
+        description = body.get("description", "")
+        if not isinstance(description, str):
+            self.problem(f"{where}.description", "expected text")
+            description = ""
+        rule = self.rule(f"{where}.rule", body["rule"]) if "rule" in body else None
+        exclude = body.get("exclude", [])
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+            self.problem(f"{where}.exclude", "expected a list of audience names")
+            exclude = []
+        min_score = None
+        if "min_score" in body:
+            min_score = self.score_value(f"{where}.min_score", body["min_score"])
+        top = None
+        if "top" in body and self.keys(f"{where}.top", body["top"], ("n", "per_value"), ("n",)):
+            n, per_value = body["top"].get("n"), body["top"].get("per_value", False)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                self.problem(f"{where}.top.n", f"must be a whole number >= 1, got {n!r}")
+            elif not isinstance(per_value, bool):
+                self.problem(f"{where}.top.per_value", f"must be true or false, got {per_value!r}")
+            else:
+                top = Top(n, per_value)
+        suppress = self.suppression(f"{where}.suppress", body.get("suppress", {}))
+        if rule is None:
+            return None
+        return Audience(name, rule, description, tuple(exclude), min_score, top, suppress)
+
+    def rule(self, where: str, value: Any) -> Optional[Rule]:
+        if not isinstance(value, Mapping):
+            self.problem(where, f"expected a rule table, got {_kind(value)}")
+            return None
+        forms = [k for k in ("affinity", "profile", "all", "any", "none", "audience") if k in value]
+        if len(forms) != 1:
+            what = "no rule form" if not forms else f"several rule forms ({', '.join(forms)})"
+            self.problem(where, f"{what}: use exactly one of affinity, profile, all, any, none, audience")
+            for key in value:
+                if key not in ("affinity", "profile", "all", "any", "none", "audience", "values",
+                               "score", "indices", "updated_within_days"):
+                    self.problem(where, f"unknown key {key!r}{_did_you_mean(str(key), ('affinity', 'profile', 'all', 'any', 'none', 'audience'))}")
+            return None
+        form = forms[0]
+        if form == "affinity":
+            return self.affinity(where, value)
+        if form == "profile":
+            self.keys(where, value, ("profile",))
+            body = value["profile"]
+            if not self.keys(f"{where}.profile", body, ("updated_within_days", "types")):
+                return None
+            days = self.days(f"{where}.profile.updated_within_days", body.get("updated_within_days"))
+            types = body.get("types", [])
+            if not isinstance(types, list) or any(t not in PROFILE_TYPES for t in types):
+                self.problem(f"{where}.profile.types", f"expected a list of {', '.join(PROFILE_TYPES)}")
+                types = []
+            if days is None and not types:
+                self.problem(f"{where}.profile", "give updated_within_days and/or types")
+            return ProfileRule(days, tuple(types))
+        if form == "audience":
+            self.keys(where, value, ("audience",))
+            if not isinstance(value["audience"], str):
+                self.problem(f"{where}.audience", "expected an audience name")
+                return None
+            return AudienceRule(value["audience"])
+        self.keys(where, value, (form,))
+        children = value[form]
+        if not isinstance(children, list) or not children:
+            self.problem(f"{where}.{form}", "expected a non-empty list of rules")
+            return None
+        parsed = [self.rule(f"{where}.{form}[{i}]", child) for i, child in enumerate(children)]
+        if any(p is None for p in parsed):
+            return None
+        return GroupRule(form, tuple(parsed))  # type: ignore[arg-type]
+
+    def affinity(self, where: str, value: Mapping[str, Any]) -> Optional[AffinityRule]:
+        self.keys(where, value, ("affinity", "values", "score", "indices", "updated_within_days"))
+        spec = value["affinity"]
+        if not isinstance(spec, str) or not spec.strip(":"):
+            self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
+            return None
+        name, colon, single = spec.partition(":")
+        values: List[str] = [single] if colon else []
+        if "values" in value:
+            if colon:
+                self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
+            listed = value["values"]
+            if not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
+                self.problem(f"{where}.values", "expected a non-empty list of values (strings)")
+            else:
+                values = list(listed)
+        if self.known is not None and name not in self.known:
+            self.problem(
+                f"{where}.affinity",
+                f"unknown affinity name {name!r}{_did_you_mean(name, sorted(self.known))}"
+                f" (known: {', '.join(sorted(self.known)[:12])})",
+            )
+        score = self.score_range(f"{where}.score", value["score"]) if "score" in value else None
+        indices = value.get("indices", [])
+        if not isinstance(indices, list) or not all(isinstance(i, str) and i for i in indices):
+            self.problem(f"{where}.indices", "expected a list of index names")
+            indices = []
+        days = self.days(f"{where}.updated_within_days", value.get("updated_within_days"))
+        return AffinityRule(name, tuple(values), score, tuple(indices), days)
+
+    def score_value(self, where: str, value: Any) -> Optional[float]:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(where, f"expected a number, got {value!r}")
+            return None
+        if not MIN_SCORE <= value <= MAX_SCORE:
+            self.problem(where, f"{value} is outside the score range 1-20")
+            return None
+        return float(value)
+
+    def score_range(self, where: str, value: Any) -> Optional[ScoreRange]:
+        if not self.keys(where, value, ("gte", "gt", "lte", "lt", "between")):
+            return None
+        if not value:
+            self.problem(where, "give at least one of gte, gt, lte, lt, between")
+            return None
+        if "between" in value:
+            if len(value) > 1:
+                self.problem(where, "`between` cannot be combined with gte/gt/lte/lt")
+                return None
+            pair = value["between"]
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.problem(f"{where}.between", "expected [low, high]")
+                return None
+            low = self.score_value(f"{where}.between[0]", pair[0])
+            high = self.score_value(f"{where}.between[1]", pair[1])
+            if low is not None and high is not None and low > high:
+                self.problem(f"{where}.between", f"empty range: {low} > {high}")
+                return None
+            return ScoreRange(low, True, high, True)
+        if "gte" in value and "gt" in value or "lte" in value and "lt" in value:
+            self.problem(where, "use one lower bound (gte or gt) and one upper bound (lte or lt)")
+            return None
+        low_key = "gte" if "gte" in value else "gt" if "gt" in value else None
+        high_key = "lte" if "lte" in value else "lt" if "lt" in value else None
+        low = self.score_value(f"{where}.{low_key}", value[low_key]) if low_key else None
+        high = self.score_value(f"{where}.{high_key}", value[high_key]) if high_key else None
+        result = ScoreRange(low, low_key != "gt", high, high_key != "lt")
+        if low is not None and high is not None:
+            if low > high or (low == high and not (result.low_inclusive and result.high_inclusive)):
+                self.problem(where, f"empty range: no score is {low_key} {low} and {high_key} {high}")
+                return None
+        return result
+
+    def days(self, where: str, value: Any) -> Optional[float]:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            self.problem(where, f"must be a positive number of days, got {value!r}")
+            return None
+        return float(value)
+
+    def order(self, audiences: Dict[str, Audience]) -> List[Audience]:
+        """Dependency order; unknown references and cycles are problems."""
+        for audience in audiences.values():
+            for ref in audience.references():
+                if ref not in audiences:
+                    self.problem(
+                        f"audience {audience.name!r}",
+                        f"refers to unknown audience {ref!r}{_did_you_mean(ref, list(audiences))}",
+                    )
+        ordered: List[Audience] = []
+        state: Dict[str, str] = {}
+
+        def visit(name: str, path: List[str]) -> None:
+            if state.get(name) == "done" or name not in audiences:
+                return
+            if state.get(name) == "visiting":
+                cycle = path[path.index(name):] + [name]
+                self.problem(f"audience {name!r}", f"cycle between audiences: {' -> '.join(cycle)}")
+                return
+            state[name] = "visiting"
+            for ref in audiences[name].references():
+                visit(ref, path + [name])
+            state[name] = "done"
+            ordered.append(audiences[name])
+
+        for name in audiences:
+            visit(name, [])
+        return ordered
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]

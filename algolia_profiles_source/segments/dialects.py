@@ -1,0 +1,94 @@
+"""The few places where warehouses differ, isolated like dbt's dispatched macros.
+
+Everything else is written once, in sqlglot's neutral dialect, and transpiled per warehouse. Each function here
+returns a sqlglot expression for one dialect; user values enter only as sqlglot literals.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Dict
+
+import sqlglot
+from sqlglot import exp
+
+from ..exceptions import ConfigurationError
+
+# dlt destination type -> sqlglot dialect
+DESTINATION_DIALECTS: Dict[str, str] = {
+    "duckdb": "duckdb",
+    "motherduck": "duckdb",
+    "postgres": "postgres",
+    "bigquery": "bigquery",
+    "snowflake": "snowflake",
+}
+SUPPORTED = ("duckdb", "postgres", "bigquery", "snowflake")
+
+
+def dialect_for_destination(destination_type: str) -> str:
+    """The sqlglot dialect of a dlt destination (``dlt.destinations.duckdb`` -> ``duckdb``)."""
+    name = destination_type.rsplit(".", 1)[-1]
+    if name not in DESTINATION_DIALECTS:
+        raise ConfigurationError(
+            f"segments are built in DuckDB, MotherDuck, Postgres, BigQuery or Snowflake; the"
+            f" destination {name!r} is not supported yet"
+        )
+    return DESTINATION_DIALECTS[name]
+
+
+def parse(sql: str, **placeholders: object) -> exp.Expression:
+    """Parses a constant template (sqlglot's neutral dialect) and fills ``:name`` placeholders with
+    expressions or values (values become literals, never SQL text)."""
+    tree = sqlglot.parse_one(sql)
+    return exp.replace_placeholders(tree, **placeholders) if placeholders else tree
+
+
+def json_array_contains(array: exp.Expression, needle: exp.Expression, dialect: str) -> exp.Expression:
+    """True when the JSON array column ``array`` (a list of strings, as dlt stores lists) holds ``needle``."""
+    if dialect == "duckdb":
+        return exp.func("json_contains", array, exp.func("to_json", needle))
+    if dialect == "postgres":
+        # dlt stores JSON as jsonb; `@>` with a scalar tests array membership
+        return exp.JSONBContains(this=array, expression=exp.func("to_jsonb", exp.cast(needle, "TEXT")))
+    if dialect == "bigquery":
+        return sqlglot.parse_one(
+            "needle IN UNNEST(JSON_VALUE_ARRAY(arr))", read="bigquery"
+        ).transform(lambda n: _swap(n, {"needle": needle, "arr": array}))
+    if dialect == "snowflake":
+        return exp.func("ARRAY_CONTAINS", exp.cast(needle, "VARIANT"), array, dialect="snowflake")
+    raise ConfigurationError(f"no JSON array membership for dialect {dialect!r}")
+
+
+def percentile(column: exp.Expression, fraction: float, dialect: str) -> exp.Expression:
+    """Continuous percentile as an aggregate (BigQuery: approximate, its only aggregate form)."""
+    if dialect == "duckdb":
+        return exp.func("quantile_cont", column, exp.Literal.number(fraction))
+    if dialect == "bigquery":
+        bucket = int(round(fraction * 100))
+        return sqlglot.parse_one(
+            f"APPROX_QUANTILES(col, 100)[OFFSET({bucket})]", read="bigquery"
+        ).transform(lambda n: _swap(n, {"col": column}))
+    # postgres, snowflake: the ordered-set aggregate
+    return exp.WithinGroup(
+        this=exp.Anonymous(this="PERCENTILE_CONT", expressions=[exp.Literal.number(fraction)]),
+        expression=exp.Order(expressions=[exp.Ordered(this=column, nulls_first=False)]),
+    )
+
+
+def binary_order(column: exp.Expression, dialect: str) -> exp.Expression:
+    """Orders text byte-wise, like DuckDB, BigQuery and Snowflake by default (Postgres needs C)."""
+    if dialect == "postgres":
+        return exp.Collate(this=column, expression=exp.Identifier(this="C", quoted=True))
+    return column
+
+
+def timestamp(value: datetime) -> exp.Expression:
+    """A UTC timestamp-with-time-zone literal."""
+    text = value.astimezone(timezone.utc).isoformat()
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ"))
+
+
+def _swap(node: exp.Expression, mapping: Dict[str, exp.Expression]) -> exp.Expression:
+    if isinstance(node, exp.Column) and not node.table and node.name in mapping:
+        return mapping[node.name].copy()
+    return node
