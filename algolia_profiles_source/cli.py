@@ -10,9 +10,8 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import click
 
@@ -23,6 +22,26 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 DEMO_APP_ID = "DEMO_APP"
 DEMO_API_KEY = "demo-key-not-secret"
+
+
+def pipeline_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that pick the pipeline and its destination, shared by every command."""
+    options = [
+        click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, help="dlt pipeline name (state and working files)."),
+        click.option("--destination", default="duckdb", help="A dlt destination name (duckdb, postgres, bigquery, snowflake...)."),
+        click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset (schema) of the tables."),
+        click.option("--dir", "workdir", default=None, type=click.Path(file_okay=False),
+                     help="Keep the pipeline's files (and the DuckDB file) in this folder instead of dlt's defaults."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _pipeline(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str]) -> Any:
+    from .pipeline import make_pipeline
+
+    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -48,62 +67,33 @@ def cli(verbose: bool) -> None:
     "directory",
     default="algolia_profiles_demo",
     type=click.Path(file_okay=False),
-    help="Where the DuckDB file and the pipeline's working files go.",
+    help="Where the DuckDB file, the pipeline's working files, customers.csv and exports go.",
 )
 def demo(n_users: int, seed: int, directory: str) -> None:
-    """Start the bundled emulator, load its profiles into a local DuckDB file, then load changes.
+    """Emulator -> load -> changes -> incremental load -> example audiences -> export.
 
-    No Algolia account needed.
+    No Algolia account needed; everything lands in --dir.
     """
-    from .emulator import Emulator
-    from .pipeline import load_profiles, make_pipeline
+    from .demo import run_demo
 
     workdir = Path(directory).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    db_path = workdir / "algolia_profiles_demo.duckdb"
-    with _errors_as_exit_codes(), Emulator(
-        n_users=n_users, seed=seed, app_id=DEMO_APP_ID, api_key=DEMO_API_KEY
-    ) as emu:
-        click.echo(f"Emulator serving {len(emu.store)} synthetic profiles at {emu.base_url}")
-        pipeline = make_pipeline(
-            pipeline_name="algolia_profiles_demo",
-            duckdb_path=str(db_path),
-            pipelines_dir=str(workdir / "pipelines"),
-        )
-        source_args = dict(
-            application_id=DEMO_APP_ID, api_key=DEMO_API_KEY, base_url=emu.base_url, page_size=500
-        )
-        first = load_profiles(pipeline, **source_args)
-        click.echo(
-            f"\n1) Full load: {first.run.get('profiles', 0)} profiles in"
-            f" {first.run.get('pages', 0)} pages ({first.run.get('requests', 0)} requests)"
-        )
-        _echo_counts(first.row_counts)
-
-        changed = _simulate_changes(emu)
-        second = load_profiles(pipeline, **source_args)
-        click.echo(
-            f"\n2) {changed} profiles changed in Algolia; the incremental run sent"
-            f" startDate={second.run.get('params', {}).get('startDate')} and read"
-            f" {second.run.get('profiles', 0)} profiles in {second.run.get('pages', 0)} pages"
-        )
-        _echo_counts(second.row_counts)
-        _echo_top_affinities(pipeline)
-
+    with _errors_as_exit_codes():
+        result = run_demo(workdir, n_users, seed, click.echo)
+    db = workdir / f"{DEFAULT_PIPELINE_NAME}.duckdb"
     click.echo(
         "\nNext:\n"
-        f"  duckdb {db_path} \"SELECT * FROM algolia.user_affinities LIMIT 10\"\n"
+        f"  duckdb {db} \"SELECT * FROM algolia.affinity_catalog ORDER BY users DESC LIMIT 10\"\n"
+        f"  algolia-profiles segments sizes --dir {directory}\n"
+        f"  algolia-profiles segments show outdoor_enthusiasts --dir {directory}\n"
+        f"  algolia-profiles export brand_loyalists --format parquet --dir {directory}"
+        f" --customers {result['customers']} --output-dir {workdir / 'exports'}\n"
         "  algolia-profiles emulator --users 100000          # serve the emulator on :8787\n"
-        "  algolia-profiles load --destination duckdb        # your real Algolia app: set\n"
-        "      SOURCES__ALGOLIA_PROFILES__APPLICATION_ID and SOURCES__ALGOLIA_PROFILES__API_KEY\n"
-        "  python pipelines/algolia_profiles_pipeline.py     # the example pipelines"
+        "  algolia-profiles load                             # your real Algolia app (see README)"
     )
 
 
 @cli.command()
-@click.option("--destination", default="duckdb", help="A dlt destination name (duckdb, postgres, bigquery, snowflake...).")
-@click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset (schema) the tables land in.")
-@click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, help="dlt pipeline name (state and working files).")
+@pipeline_options
 @click.option("--region", default=None, help="Analytics region us|eu [config: sources.algolia_profiles.region, default us].")
 @click.option("--base-url", default=None, help="Override the API host [config: sources.algolia_profiles.base_url].")
 @click.option("--indices", multiple=True, help="Only users with affinities on all these indices (repeatable).")
@@ -112,9 +102,10 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 @click.option("--end-date", default=None, help="Only profiles updated before this instant (a backfill window; the cursor is not moved).")
 @click.option("--page-size", type=int, default=None, help="Profiles per request, 1..1000 [config default 1000].")
 def load(
+    pipeline_name: str,
     destination: str,
     dataset_name: str,
-    pipeline_name: str,
+    workdir: Optional[str],
     region: Optional[str],
     base_url: Optional[str],
     indices: Sequence[str],
@@ -124,7 +115,7 @@ def load(
     page_size: Optional[int],
 ) -> None:
     """Load profiles from the real API (credentials from dlt config: .dlt/secrets.toml or env)."""
-    from .pipeline import load_profiles, make_pipeline
+    from .pipeline import load_profiles
 
     args: Dict[str, Any] = {
         "region": region,
@@ -136,7 +127,7 @@ def load(
         "page_size": page_size,
     }
     with _errors_as_exit_codes():
-        pipeline = make_pipeline(pipeline_name, destination, dataset_name)
+        pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
         result = load_profiles(pipeline, **{k: v for k, v in args.items() if v is not None})
         run = result.run
         click.echo(
@@ -203,39 +194,181 @@ def emulator(
             click.echo("stopped")
 
 
-def _simulate_changes(emu: Any) -> int:
-    """Updates a slice of the emulator's profiles the way a batch recompute would."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    users = emu.store.users()
-    changed = 0
-    for profile in users[:: max(1, len(users) // 50)]:
-        profile = dict(profile)
-        profile["lastUpdatedAt"] = stamp
-        profile["affinities"] = [
-            dict(a, lastUpdatedAt=stamp, score=min(20, (a.get("score") or 1) + 1))
-            for a in profile.get("affinities", [])[:-1]
-        ]
-        emu.store.upsert(profile)
-        changed += 1
-    return changed
-
-
 def _echo_counts(counts: Dict[str, int]) -> None:
     for table, count in counts.items():
         click.echo(f"   {table:<24} {count:>10,} rows")
 
 
-def _echo_top_affinities(pipeline: Any) -> None:
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name("user_affinities")
-        rows = client.execute_sql(
-            f"SELECT name, value, count(*) AS users, round(avg(score), 1) AS avg_score"
-            f" FROM {table} GROUP BY name, value ORDER BY users DESC, name, value LIMIT 8"
+def _print_table(title: str, rows: List[Dict[str, Any]], columns: Sequence[str]) -> None:
+    """A readable table on a terminal, plain aligned text otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        numeric = bool(rows) and isinstance(rows[0].get(column), (int, float))
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*[_cell(row.get(column)) for column in columns])
+    Console(soft_wrap=True).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@cli.group()
+def segments() -> None:
+    """Build and inspect audiences (docs/audiences.md) inside the destination."""
+
+
+@segments.command("build")
+@pipeline_options
+@click.option("--file", "audience_file", default=None, type=click.Path(dir_okay=False),
+              help="Audience definitions (TOML or YAML) [default: the bundled example audiences].")
+@click.option("--as-of", default=None, help="RFC 3339 instant that 'within N days' counts back from [default: now].")
+@click.option("--skip-models", is_flag=True, help="Do not rebuild the staging views, affinity_catalog and user_top_affinities.")
+def segments_build(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str],
+                   audience_file: Optional[str], as_of: Optional[str], skip_models: bool) -> None:
+    """Validate the audience file, then build models and every audience in the warehouse."""
+    from .query import parse_datetime
+    from .segments import build_segments
+    from .demo import EXAMPLE_AUDIENCES
+
+    with _errors_as_exit_codes():
+        pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
+        result = build_segments(
+            pipeline, audience_file or EXAMPLE_AUDIENCES, as_of=parse_datetime(as_of, "as_of"),
+            models=not skip_models,
         )
-    click.echo("\nMost common affinities:")
-    for name, value, users, avg_score in rows:
-        click.echo(f"   {name + ':' + value:<40} {users:>7,} users  avg score {avg_score}")
+        _print_table(f"Build {result.build_id}", result.sizes,
+                     ("segment", "members", "entered", "exited", "share_of_users"))
+
+
+def _read(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str], table: str,
+          order_by: Optional[str] = None, where: Any = None) -> List[Dict[str, Any]]:
+    from .segments.build import pipeline_target, read_table
+
+    pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
+    with pipeline.sql_client() as client:
+        try:
+            return read_table(client, pipeline_target(pipeline, client), table, order_by, where)
+        except Exception as error:
+            raise ConfigurationError(
+                f"cannot read {table} from {destination}:{dataset_name} ({type(error).__name__}):"
+                " run `algolia-profiles segments build` first"
+            ) from None
+
+
+@segments.command("list")
+@pipeline_options
+def segments_list(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str]) -> None:
+    """The audiences of the last build."""
+    with _errors_as_exit_codes():
+        rows = _read(pipeline_name, destination, dataset_name, workdir, "segment_sizes", "segment")
+        for row in rows:
+            click.echo(row["segment"])
+
+
+@segments.command("sizes")
+@pipeline_options
+def segments_sizes(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str]) -> None:
+    """Members, entries and exits of every audience in the last build."""
+    with _errors_as_exit_codes():
+        rows = _read(pipeline_name, destination, dataset_name, workdir, "segment_sizes", "segment")
+        built = rows[0]["built_at"] if rows else "never"
+        _print_table(f"Audience sizes (built {built})", rows, ("segment", "members", "entered", "exited", "share_of_users"))
+
+
+@segments.command("overlaps")
+@pipeline_options
+def segments_overlaps(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str]) -> None:
+    """Pairwise overlaps of the audiences (count, share of each, Jaccard)."""
+    with _errors_as_exit_codes():
+        rows = _read(pipeline_name, destination, dataset_name, workdir, "segment_overlaps", "segment_a")
+        _print_table("Audience overlaps", rows, ("segment_a", "segment_b", "overlap", "pct_of_a", "pct_of_b", "jaccard"))
+
+
+@segments.command("show")
+@click.argument("audience")
+@pipeline_options
+@click.option("--limit", default=20, help="How many members to show (highest score first).")
+def segments_show(audience: str, pipeline_name: str, destination: str, dataset_name: str,
+                  workdir: Optional[str], limit: int) -> None:
+    """Size, history and top members of one audience."""
+    from sqlglot import exp
+
+    with _errors_as_exit_codes():
+        where = exp.column("segment").eq(exp.Literal.string(audience))
+        sizes = _read(pipeline_name, destination, dataset_name, workdir, "segment_sizes", None, where)
+        if not sizes:
+            built = [r["segment"] for r in _read(pipeline_name, destination, dataset_name, workdir, "segment_sizes")]
+            raise ConfigurationError(f"audience {audience!r} has not been built (built: {', '.join(built) or 'none'})")
+        history = _read(pipeline_name, destination, dataset_name, workdir, "segment_builds", "built_at", where)
+        members = _read(pipeline_name, destination, dataset_name, workdir, "segment_members", None, where)
+        members.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1), r["user_id"]))
+        _print_table(f"{audience}: {sizes[0]['members']:,} members", history[-10:],
+                     ("built_at", "members", "entered", "exited"))
+        _print_table(f"Top {min(limit, len(members))} members", members[:limit],
+                     ("user_id", "score", "matched_affinities"))
+
+
+@segments.command("sql")
+@click.option("--file", "audience_file", default=None, type=click.Path(dir_okay=False),
+              help="Audience definitions [default: the bundled example audiences].")
+@click.option("--dialect", type=click.Choice(["duckdb", "postgres", "bigquery", "snowflake"]), default="duckdb")
+@click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset the SQL refers to.")
+def segments_sql(audience_file: Optional[str], dialect: str, dataset_name: str) -> None:
+    """Print the SQL a build runs, for review (no connection needed)."""
+    from datetime import datetime, timezone
+
+    from .demo import EXAMPLE_AUDIENCES
+    from .segments import load_definitions, model_statements, segment_statements, static_target
+
+    with _errors_as_exit_codes():
+        file = load_definitions(audience_file or EXAMPLE_AUDIENCES)
+        target = static_target(dialect, dataset_name)
+        built_at = datetime.now(timezone.utc)
+        statements = model_statements(target) + segment_statements(file, target, built_at, "BUILD_ID")
+        for statement in statements:
+            click.echo(f"-- {statement.label}\n{statement.tree.sql(dialect=dialect, pretty=True)};\n")
+
+
+@cli.command()
+@click.argument("audience")
+@pipeline_options
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default="csv", help="Output format.")
+@click.option("--output-dir", default="exports", type=click.Path(file_okay=False), help="Directory the file is written to.")
+@click.option("--output", "filename", default=None, help="File name inside --output-dir [default: AUDIENCE.FORMAT].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--customers", default=None, type=click.Path(dir_okay=False), help="Customer data file (CSV or Parquet) to join.")
+@click.option("--customers-table", default=None, help="Customer data table in the warehouse to join (e.g. crm.customers).")
+@click.option("--customer-key", default="user_token", help="Customer column holding the Algolia userID/userToken.")
+@click.option("--opt-out-column", default="opted_out", help="Customer column that marks opted-out customers (dropped).")
+@click.option("--keep-unmatched", is_flag=True, help="Keep members without a customer record.")
+def export(audience: str, pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str],
+           fmt: str, output_dir: str, filename: Optional[str], overwrite: bool, customers: Optional[str],
+           customers_table: Optional[str], customer_key: str, opt_out_column: str, keep_unmatched: bool) -> None:
+    """Write an audience's members to a file, optionally joined to customer data."""
+    from .segments.export import export_audience
+
+    with _errors_as_exit_codes():
+        pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
+        result = export_audience(
+            pipeline, audience, output_dir=output_dir, filename=filename, fmt=fmt, overwrite=overwrite,
+            customers=customers, customers_table=customers_table, customer_key=customer_key,
+            opt_out_column=opt_out_column or None, keep_unmatched=keep_unmatched,
+        )
+        click.echo(f"Wrote {result.rows:,} rows of {audience} ({result.members:,} members) to {result.path}")
+        if result.joined:
+            click.echo(f"  {result.unmatched:,} members had no customer record"
+                       f" ({'kept' if keep_unmatched else 'left out'}); {result.opted_out:,} opted out (left out)")
 
 
 @contextmanager

@@ -34,8 +34,20 @@ def make_pipeline(
     dataset_name: str = DEFAULT_DATASET_NAME,
     pipelines_dir: Optional[str] = None,
     duckdb_path: Optional[str] = None,
+    workdir: Optional[str] = None,
 ) -> Any:
-    """A dlt pipeline for the profiles; ``duckdb_path`` picks the DuckDB file of the default destination."""
+    """A dlt pipeline for the profiles (new, or attached to the one with this name).
+
+    ``workdir`` keeps everything in one folder: the pipeline's working files in ``workdir/pipelines``
+    and, for DuckDB, the database in ``workdir/<pipeline_name>.duckdb``. ``duckdb_path`` picks the
+    DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``,
+    ``./<pipeline_name>.duckdb``).
+    """
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
+        if destination == "duckdb" and duckdb_path is None:
+            duckdb_path = str(Path(workdir) / f"{pipeline_name}.duckdb")
     if duckdb_path is not None:
         if Path(duckdb_path).stem == dataset_name:
             # DuckDB names the catalog after the file; a schema of the same name is ambiguous
