@@ -207,12 +207,13 @@ def _profiles(
     # Arrow items skip dlt's normalizer, which would add _dlt_load_id to dict rows: add it here, so
     # every row can be joined to _dlt_loads like rows of any other dlt table.
     load_id = dlt.current.load_package_state()["load_id"]
+    indices_as_json = _arrow_written_as_csv()
     newest: Optional[datetime] = None
     profiles = 0
     for page in client.iter_user_pages(params, max_pages=max_pages):
         if not page:
             continue
-        users_table, affinities_table = page_to_tables(page, load_id=load_id)
+        users_table, affinities_table = page_to_tables(page, load_id=load_id, indices_as_json=indices_as_json)
         profiles += users_table.num_rows
         page_newest = pc.max(users_table["last_updated_at"]).as_py()
         if page_newest is not None and (newest is None or page_newest > newest):
@@ -234,6 +235,19 @@ def _profiles(
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
+
+
+def _arrow_written_as_csv() -> bool:
+    """True when the running pipeline's destination receives Arrow tables as CSV (Postgres does,
+    unless told otherwise): CSV cannot hold a list column."""
+    try:
+        capabilities = dlt.current.pipeline().destination.capabilities()
+    except Exception:  # no pipeline or no destination: the source is iterated on its own
+        return False
+    formats = [f for f in capabilities.supported_loader_file_formats if f in ("parquet", "csv")]
+    preferred = capabilities.preferred_loader_file_format
+    chosen = preferred if preferred in formats else (formats[0] if formats else None)
+    return chosen == "csv"
 
 
 def _personalization_config(client: ProfilesClient) -> Iterator[Dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import orjson
 import pyarrow as pa
 
 from .exceptions import ResponseFormatError
@@ -47,6 +48,10 @@ AFFINITIES_SCHEMA = pa.schema(
         pa.field("last_updated_at", TIMESTAMP),
         pa.field(DELETED_COLUMN, pa.bool_()),
     ]
+)
+
+AFFINITIES_SCHEMA_JSON_INDICES = AFFINITIES_SCHEMA.set(
+    AFFINITIES_SCHEMA.get_field_index("indices"), pa.field("indices", pa.string())
 )
 
 # dlt column hints: types declared up front, never inferred from a first page.
@@ -81,11 +86,13 @@ def parse_timestamps(values: Sequence[Any]) -> pa.Array:
 
 
 def page_to_tables(
-    users: List[Dict[str, Any]], load_id: Optional[str] = None
+    users: List[Dict[str, Any]], load_id: Optional[str] = None, indices_as_json: bool = False
 ) -> Tuple[pa.Table, pa.Table]:
     """Returns the ``users`` and ``user_affinities`` Arrow tables of one page of profiles.
 
-    With ``load_id``, both tables get dlt's ``_dlt_load_id`` column.
+    With ``load_id``, both tables get dlt's ``_dlt_load_id`` column. With ``indices_as_json``, the
+    ``indices`` lists are sent as JSON text (for destinations that receive Arrow tables as CSV,
+    which cannot hold a list column; the warehouse column is JSON either way).
     """
     user_ids: List[str] = []
     types: List[Any] = []
@@ -147,11 +154,11 @@ def page_to_tables(
                 pa.array(a_name, pa.string()),
                 pa.array(a_value, pa.string()),
                 pa.array(a_score, pa.float64()),
-                pa.array(a_indices, pa.list_(pa.string())),
+                _indices(a_indices, indices_as_json),
                 parse_timestamps(a_updated),
                 pa.array(a_deleted, pa.bool_()),
             ],
-            schema=AFFINITIES_SCHEMA,
+            schema=AFFINITIES_SCHEMA_JSON_INDICES if indices_as_json else AFFINITIES_SCHEMA,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise ResponseFormatError(
@@ -161,6 +168,12 @@ def page_to_tables(
         users_table = _with_load_id(users_table, load_id)
         affinities_table = _with_load_id(affinities_table, load_id)
     return users_table, affinities_table
+
+
+def _indices(values: List[Any], as_json: bool) -> pa.Array:
+    if not as_json:
+        return pa.array(values, pa.list_(pa.string()))
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
 
 
 def _with_load_id(table: pa.Table, load_id: str) -> pa.Table:

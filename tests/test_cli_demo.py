@@ -27,7 +27,17 @@ def test_demo_loads_then_loads_changes_incrementally(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Full load: 300 profiles" in done.stdout
     assert "the incremental run sent startDate=" in done.stdout
-    with duckdb.connect(str(out / "algolia_profiles_demo.duckdb"), read_only=True) as db:
+    assert "Built 5 example audiences" in done.stdout
+    exported = out / "exports" / "outdoor_enthusiasts.csv"
+    header = exported.read_text().splitlines()[0]
+    assert "email" in header and "user_id" in header
+    for command in (["segments", "sizes"], ["segments", "show", "kids_shoppers"], ["segments", "overlaps"]):
+        shown = subprocess.run(
+            [sys.executable, "-m", "algolia_profiles_source.cli", *command, "--dir", str(out)],
+            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        )
+        assert shown.returncode == 0 and "kids_shoppers" in shown.stdout, shown.stderr
+    with duckdb.connect(str(out / "algolia_profiles.duckdb"), read_only=True) as db:
         assert db.sql("SELECT count(*) FROM algolia.users").fetchone()[0] == 300
         changed = db.sql(
             "SELECT count(DISTINCT _dlt_load_id) FROM algolia.users"

@@ -10,7 +10,6 @@ from datetime import timedelta
 import dlt
 import pytest
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from algolia_profiles_source import algolia_profiles
 from algolia_profiles_source.pipeline import last_run, make_pipeline
@@ -116,16 +115,7 @@ def test_load_profiles_into_postgres_full_then_incremental(emulator_factory, pg_
     emu = emulator_factory(n_users=400)
 
     def load(pipeline, emu):
-        try:
-            return run(pipeline, emu, page_size=20).run
-        except PipelineStepFailed as error:
-            if "cannot be written to csv" in str(error) and "list<" in str(error):
-                pytest.xfail(
-                    "known bug: dlt 1.31 writes Arrow items for Postgres as CSV, which cannot hold"
-                    " the list<string> `indices` column (the source must send it as JSON text or"
-                    " pick the insert_values format); test_postgres_full_then_incremental_with_insert_values covers the rest"
-                )
-            raise
+        return run(pipeline, emu, page_size=20).run
 
     _full_then_incremental(pg_pipeline_factory(), emu, load)
 
