@@ -385,11 +385,14 @@ def segment_statements(
         " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(b.members, 0) AS pct_of_b,"
         " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members + b.members - COALESCE(o.overlap, 0), 0) AS jaccard,"
         " :stamp AS built_at"
-        " FROM :sizes AS a JOIN :sizes AS b ON a.segment < b.segment"
+        " FROM :sizes AS a JOIN :sizes AS b ON :a_segment < b.segment"
         " LEFT JOIN (SELECT x.segment AS segment_a, y.segment AS segment_b, COUNT(*) AS overlap"
-        " FROM :members AS x JOIN :members AS y ON x.user_id = y.user_id AND x.segment < y.segment"
+        " FROM :members AS x JOIN :members AS y ON x.user_id = y.user_id AND :x_segment < y.segment"
         " GROUP BY x.segment, y.segment) AS o ON o.segment_a = a.segment AND o.segment_b = b.segment",
         sizes=target.table(SIZES), members=members, stamp=stamp,
+        # pairs are ordered byte-wise in every warehouse (Postgres collations differ)
+        a_segment=dialects.binary_order(exp.column("segment", "a"), target.dialect),
+        x_segment=dialects.binary_order(exp.column("segment", "x"), target.dialect),
     )
     statements += _replace_table(target, OVERLAPS, overlaps, f"table {OVERLAPS}")
     return statements
