@@ -55,7 +55,10 @@ def json_array_contains(array: exp.Expression, needle: exp.Expression, dialect: 
             "needle IN UNNEST(JSON_VALUE_ARRAY(arr))", read="bigquery"
         ).transform(lambda n: _swap(n, {"needle": needle, "arr": array}))
     if dialect == "snowflake":
-        return exp.func("ARRAY_CONTAINS", exp.cast(needle, "VARIANT"), array, dialect="snowflake")
+        # dlt stores JSON as VARIANT; ARRAY_CONTAINS wants an ARRAY
+        return exp.func(
+            "ARRAY_CONTAINS", exp.cast(needle, "VARIANT"), exp.cast(array, "ARRAY"), dialect="snowflake"
+        )
     raise ConfigurationError(f"no JSON array membership for dialect {dialect!r}")
 
 

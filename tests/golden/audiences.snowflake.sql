@@ -1,0 +1,677 @@
+-- view stg_algolia__users
+CREATE OR REPLACE VIEW algolia.stg_algolia__users AS
+SELECT
+  u.user_id,
+  u.type,
+  u.last_updated_at,
+  u.affinity_count
+FROM algolia.users AS u;
+
+-- view stg_algolia__user_affinities
+CREATE OR REPLACE VIEW algolia.stg_algolia__user_affinities AS
+SELECT
+  a.user_id,
+  a.name,
+  a.value,
+  a.score,
+  a.indices,
+  a.last_updated_at
+FROM algolia.user_affinities AS a
+WHERE
+  EXISTS(
+    SELECT
+      1
+    FROM algolia.stg_algolia__users AS u
+    WHERE
+      u.user_id = a.user_id
+  );
+
+-- view stg_algolia__personalization_config
+CREATE OR REPLACE VIEW algolia.stg_algolia__personalization_config AS
+SELECT
+  c.index AS index_name,
+  c.affinities,
+  c.status,
+  c.last_updated_at
+FROM algolia.personalization_config AS c;
+
+-- drop affinity_index_coverage
+DROP TABLE IF EXISTS algolia.affinity_index_coverage;
+
+-- table affinity_index_coverage
+CREATE TABLE algolia.affinity_index_coverage AS
+SELECT
+  a.name,
+  a.value,
+  c.index_name,
+  COUNT(*) AS users
+FROM algolia.stg_algolia__user_affinities AS a
+JOIN algolia.stg_algolia__personalization_config AS c
+  ON ARRAY_CONTAINS(CAST(c.index_name AS VARIANT), CAST(a.indices AS ARRAY))
+GROUP BY
+  a.name,
+  a.value,
+  c.index_name;
+
+-- drop affinity_catalog
+DROP TABLE IF EXISTS algolia.affinity_catalog;
+
+-- table affinity_catalog
+CREATE TABLE algolia.affinity_catalog AS
+SELECT
+  a.name,
+  a.value,
+  COUNT(*) AS users,
+  CAST(COUNT(*) AS DOUBLE) / NULLIF((
+    SELECT
+      COUNT(*)
+    FROM algolia.stg_algolia__users
+  ), 0) AS share_of_users,
+  MIN(a.score) AS score_min,
+  AVG(a.score) AS score_avg,
+  PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY
+    a.score) AS score_p50,
+  PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY
+    a.score) AS score_p90,
+  MAX(a.score) AS score_max,
+  MAX(a.last_updated_at) AS last_updated_at,
+  MAX(cov.index_count) AS index_count
+FROM algolia.stg_algolia__user_affinities AS a
+LEFT JOIN (
+  SELECT
+    k.name,
+    k.value,
+    COUNT(*) AS index_count
+  FROM algolia.affinity_index_coverage AS k
+  GROUP BY
+    k.name,
+    k.value
+) AS cov
+  ON cov.name = a.name AND cov.value = a.value
+GROUP BY
+  a.name,
+  a.value;
+
+-- drop user_top_affinities
+DROP TABLE IF EXISTS algolia.user_top_affinities;
+
+-- table user_top_affinities
+CREATE TABLE algolia.user_top_affinities AS
+SELECT
+  r.user_id,
+  r.name,
+  r.value,
+  r.score,
+  r.affinity_rank
+FROM (
+  SELECT
+    a.user_id,
+    a.name,
+    a.value,
+    a.score,
+    ROW_NUMBER() OVER (
+      PARTITION BY a.user_id, a.name
+      ORDER BY a.score DESC NULLS LAST, a.value NULLS FIRST
+    ) AS affinity_rank
+  FROM algolia.stg_algolia__user_affinities AS a
+) AS r
+WHERE
+  r.affinity_rank <= 3;
+
+-- create segment_members if missing
+CREATE TABLE IF NOT EXISTS algolia.segment_members (
+  segment VARCHAR,
+  user_id VARCHAR,
+  score DOUBLE,
+  matched_affinities BIGINT,
+  built_at TIMESTAMPTZ
+);
+
+-- create segment_membership_events if missing
+CREATE TABLE IF NOT EXISTS algolia.segment_membership_events (
+  segment VARCHAR,
+  user_id VARCHAR,
+  event VARCHAR,
+  build_id VARCHAR,
+  built_at TIMESTAMPTZ
+);
+
+-- create segment_builds if missing
+CREATE TABLE IF NOT EXISTS algolia.segment_builds (
+  build_id VARCHAR,
+  segment VARCHAR,
+  members BIGINT,
+  entered BIGINT,
+  exited BIGINT,
+  built_at TIMESTAMPTZ
+);
+
+-- drop segment_members__next
+DROP TABLE IF EXISTS algolia.segment_members__next;
+
+-- create segment_members__next if missing
+CREATE TABLE IF NOT EXISTS algolia.segment_members__next (
+  segment VARCHAR,
+  user_id VARCHAR,
+  score DOUBLE,
+  matched_affinities BIGINT,
+  built_at TIMESTAMPTZ
+);
+
+-- audience kids_shoppers
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    MAX(a.score) AS score,
+    COUNT(a.user_id) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.stg_algolia__user_affinities AS a
+    ON a.user_id = u.user_id
+    AND (
+      (
+        a.name = 'categories.lvl0'
+        AND a.value IN ('Kids', 'Baby', 'Toys')
+        AND a.score >= 5.0
+      )
+      OR (
+        a.name = 'category'
+        AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+        AND a.score >= 8.0
+      )
+    )
+  WHERE
+    (
+      EXISTS(
+        SELECT
+          1
+        FROM algolia.stg_algolia__user_affinities AS a
+        WHERE
+          a.user_id = u.user_id
+          AND a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+      )
+    )
+    OR (
+      EXISTS(
+        SELECT
+          1
+        FROM algolia.stg_algolia__user_affinities AS a
+        WHERE
+          a.user_id = u.user_id
+          AND a.name = 'category'
+          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+          AND a.score >= 8.0
+      )
+    )
+  GROUP BY
+    u.user_id
+)
+SELECT
+  'kids_shoppers' AS segment,
+  f.user_id,
+  f.score,
+  f.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    r.user_id,
+    r.score,
+    r.matched_affinities
+  FROM r
+) AS f;
+
+-- audience outdoor_enthusiasts
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    MAX(a.score) AS score,
+    COUNT(a.user_id) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.stg_algolia__user_affinities AS a
+    ON a.user_id = u.user_id
+    AND (
+      (
+        a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+      )
+      OR (
+        a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+      )
+    )
+  WHERE
+    (
+      (
+        (
+          EXISTS(
+            SELECT
+              1
+            FROM algolia.stg_algolia__user_affinities AS a
+            WHERE
+              a.user_id = u.user_id
+              AND a.name = 'category'
+              AND a.value = 'Camping'
+              AND a.score >= 15.0
+          )
+        )
+        OR (
+          EXISTS(
+            SELECT
+              1
+            FROM algolia.stg_algolia__user_affinities AS a
+            WHERE
+              a.user_id = u.user_id
+              AND a.name = 'category'
+              AND a.value IN ('Hiking', 'Climbing')
+              AND a.score >= 12.0
+          )
+        )
+      )
+      AND (
+        u.last_updated_at >= CAST('2026-10-29T06:00:00+00:00' AS TIMESTAMPTZ)
+      )
+    )
+    AND NOT EXISTS(
+      SELECT
+        1
+      FROM algolia.segment_members__next AS m
+      WHERE
+        m.segment = 'kids_shoppers' AND m.user_id = u.user_id
+    )
+  GROUP BY
+    u.user_id
+)
+SELECT
+  'outdoor_enthusiasts' AS segment,
+  f.user_id,
+  f.score,
+  f.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    r.user_id,
+    r.score,
+    r.matched_affinities
+  FROM r
+) AS f;
+
+-- audience brand_loyalists
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    MAX(a.score) AS score,
+    COUNT(a.user_id) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.stg_algolia__user_affinities AS a
+    ON a.user_id = u.user_id
+    AND (
+      (
+        a.name = 'brand'
+        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+        AND a.score >= 10.0
+        AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
+      )
+    )
+  WHERE
+    EXISTS(
+      SELECT
+        1
+      FROM algolia.stg_algolia__user_affinities AS a
+      WHERE
+        a.user_id = u.user_id
+        AND a.name = 'brand'
+        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+        AND a.score >= 10.0
+        AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
+    )
+  GROUP BY
+    u.user_id
+)
+SELECT
+  'brand_loyalists' AS segment,
+  f.user_id,
+  f.score,
+  f.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    r.user_id,
+    r.score,
+    r.matched_affinities
+  FROM r
+  WHERE
+    r.user_id IN (
+      SELECT
+        p.user_id
+      FROM (
+        SELECT
+          a.user_id,
+          ROW_NUMBER() OVER (
+            PARTITION BY a.name, a.value
+            ORDER BY a.score DESC NULLS LAST, a.user_id NULLS FIRST
+          ) AS rn
+        FROM algolia.stg_algolia__user_affinities AS a
+        JOIN r AS r2
+          ON r2.user_id = a.user_id
+        WHERE
+          (
+            a.name = 'brand'
+            AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+            AND a.score >= 10.0
+            AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
+          )
+      ) AS p
+      WHERE
+        p.rn <= 50
+    )
+) AS f;
+
+-- audience lapsed_campers
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    MAX(a.score) AS score,
+    COUNT(a.user_id) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.stg_algolia__user_affinities AS a
+    ON a.user_id = u.user_id
+    AND (
+      (
+        a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+      )
+    )
+  WHERE
+    (
+      EXISTS(
+        SELECT
+          1
+        FROM algolia.stg_algolia__user_affinities AS a
+        WHERE
+          a.user_id = u.user_id
+          AND a.name = 'category'
+          AND a.value = 'Camping'
+          AND a.score >= 5.0
+      )
+    )
+    AND (
+      NOT (
+        (
+          EXISTS(
+            SELECT
+              1
+            FROM algolia.stg_algolia__user_affinities AS a
+            WHERE
+              a.user_id = u.user_id
+              AND a.name = 'category'
+              AND a.value = 'Camping'
+              AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMPTZ)
+          )
+        )
+      )
+    )
+  GROUP BY
+    u.user_id
+  HAVING
+    MAX(a.score) >= 5.0
+)
+SELECT
+  'lapsed_campers' AS segment,
+  f.user_id,
+  f.score,
+  f.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    r.user_id,
+    r.score,
+    r.matched_affinities
+  FROM r
+) AS f;
+
+-- audience top_outdoor_fans
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    CAST(NULL AS DOUBLE) AS score,
+    CAST(0 AS BIGINT) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  WHERE
+    EXISTS(
+      SELECT
+        1
+      FROM algolia.segment_members__next AS m
+      WHERE
+        m.segment = 'outdoor_enthusiasts' AND m.user_id = u.user_id
+    )
+)
+SELECT
+  'top_outdoor_fans' AS segment,
+  f.user_id,
+  f.score,
+  f.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    k.user_id,
+    k.score,
+    k.matched_affinities
+  FROM (
+    SELECT
+      r.user_id,
+      r.score,
+      r.matched_affinities,
+      ROW_NUMBER() OVER (ORDER BY r.score DESC NULLS LAST, r.user_id NULLS FIRST) AS rn
+    FROM r
+  ) AS k
+  WHERE
+    k.rn <= 100
+) AS f;
+
+-- membership events
+INSERT INTO algolia.segment_membership_events (
+  segment,
+  user_id,
+  event,
+  build_id,
+  built_at
+)
+SELECT
+  n.segment,
+  n.user_id,
+  'entered',
+  '20261128T060000000000Z',
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ)
+FROM algolia.segment_members__next AS n
+WHERE
+  NOT EXISTS(
+    SELECT
+      1
+    FROM algolia.segment_members AS o
+    WHERE
+      o.segment = n.segment AND o.user_id = n.user_id
+  )
+UNION ALL
+SELECT
+  o.segment,
+  o.user_id,
+  'exited',
+  '20261128T060000000000Z',
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ)
+FROM algolia.segment_members AS o
+WHERE
+  o.segment IN (
+    'kids_shoppers',
+    'outdoor_enthusiasts',
+    'brand_loyalists',
+    'lapsed_campers',
+    'top_outdoor_fans'
+  )
+  AND NOT EXISTS(
+    SELECT
+      1
+    FROM algolia.segment_members__next AS n
+    WHERE
+      n.segment = o.segment AND n.user_id = o.user_id
+  );
+
+-- replace segment_members
+DELETE FROM algolia.segment_members
+WHERE
+  TRUE;
+
+-- fill segment_members
+INSERT INTO algolia.segment_members (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+SELECT
+  n.segment,
+  n.user_id,
+  n.score,
+  n.matched_affinities,
+  n.built_at
+FROM algolia.segment_members__next AS n;
+
+-- drop segment_members__next
+DROP TABLE IF EXISTS algolia.segment_members__next;
+
+-- drop segment_sizes
+DROP TABLE IF EXISTS algolia.segment_sizes;
+
+-- table segment_sizes
+CREATE TABLE algolia.segment_sizes AS
+SELECT
+  s.segment,
+  COALESCE(m.members, 0) AS members,
+  COALESCE(e.entered, 0) AS entered,
+  COALESCE(e.exited, 0) AS exited,
+  CAST(COALESCE(m.members, 0) AS DOUBLE) / NULLIF((
+    SELECT
+      COUNT(*)
+    FROM algolia.stg_algolia__users
+  ), 0) AS share_of_users,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at,
+  '20261128T060000000000Z' AS build_id
+FROM (
+  SELECT
+    'kids_shoppers' AS segment
+  UNION ALL
+  SELECT
+    'outdoor_enthusiasts' AS segment
+  UNION ALL
+  SELECT
+    'brand_loyalists' AS segment
+  UNION ALL
+  SELECT
+    'lapsed_campers' AS segment
+  UNION ALL
+  SELECT
+    'top_outdoor_fans' AS segment
+) AS s
+LEFT JOIN (
+  SELECT
+    segment,
+    COUNT(*) AS members
+  FROM algolia.segment_members
+  GROUP BY
+    segment
+) AS m
+  ON m.segment = s.segment
+LEFT JOIN (
+  SELECT
+    segment,
+    SUM(CASE WHEN event = 'entered' THEN 1 ELSE 0 END) AS entered,
+    SUM(CASE WHEN event = 'exited' THEN 1 ELSE 0 END) AS exited
+  FROM algolia.segment_membership_events
+  WHERE
+    build_id = '20261128T060000000000Z'
+  GROUP BY
+    segment
+) AS e
+  ON e.segment = s.segment;
+
+-- append segment_builds
+INSERT INTO algolia.segment_builds (
+  build_id,
+  segment,
+  members,
+  entered,
+  exited,
+  built_at
+)
+SELECT
+  s.build_id,
+  s.segment,
+  s.members,
+  s.entered,
+  s.exited,
+  s.built_at
+FROM algolia.segment_sizes AS s;
+
+-- drop segment_overlaps
+DROP TABLE IF EXISTS algolia.segment_overlaps;
+
+-- table segment_overlaps
+CREATE TABLE algolia.segment_overlaps AS
+SELECT
+  a.segment AS segment_a,
+  b.segment AS segment_b,
+  COALESCE(o.overlap, 0) AS overlap,
+  CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members, 0) AS pct_of_a,
+  CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(b.members, 0) AS pct_of_b,
+  CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members + b.members - COALESCE(o.overlap, 0), 0) AS jaccard,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM algolia.segment_sizes AS a
+JOIN algolia.segment_sizes AS b
+  ON a.segment < b.segment
+LEFT JOIN (
+  SELECT
+    x.segment AS segment_a,
+    y.segment AS segment_b,
+    COUNT(*) AS overlap
+  FROM algolia.segment_members AS x
+  JOIN algolia.segment_members AS y
+    ON x.user_id = y.user_id AND x.segment < y.segment
+  GROUP BY
+    x.segment,
+    y.segment
+) AS o
+  ON o.segment_a = a.segment AND o.segment_b = b.segment;
+
