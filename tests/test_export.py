@@ -1,0 +1,111 @@
+"""Exports: formats, joins to a customers file or warehouse table, opt-outs, unmatched counts, safe paths."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from algolia_profiles_source.exceptions import ConfigurationError
+from algolia_profiles_source.segments import build_segments
+from algolia_profiles_source.segments.export import export_audience
+from tests.conftest import run
+
+AUDIENCES = {"audiences": {"campers": {"rule": {"affinity": "category:Camping"}}}}
+
+
+@pytest.fixture
+def built(emulator_factory, pipeline_factory, tmp_path):
+    emu = emulator_factory(n_users=400, seed=3)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=200)
+    build_segments(pipeline, AUDIENCES)
+    campers = sorted(
+        p["userID"] for p in emu.store.users()
+        if any(a["name"] == "category" and a["value"] == "Camping" for a in p["affinities"])
+    )
+    assert len(campers) > 20
+    return pipeline, campers
+
+
+def write_customers(path, campers):
+    """Every camper but the first three is a customer; every fifth customer opted out."""
+    customers = campers[3:]
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["customer_id", "user_token", "email", "opted_out"])
+        for i, token in enumerate(customers):
+            writer.writerow([i, token, f"c{i}@example.com", "true" if i % 5 == 0 else "false"])
+        writer.writerow([9999, "not-a-member", "x@example.com", "false"])
+    opted = {t for i, t in enumerate(customers) if i % 5 == 0}
+    return set(customers) - opted, opted
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_plain_export_in_each_format(built, tmp_path, fmt):
+    pipeline, campers = built
+    result = export_audience(pipeline, "campers", output_dir=tmp_path / "out", fmt=fmt)
+    assert result.path == (tmp_path / "out" / f"campers.{fmt}").resolve()
+    if fmt == "csv":
+        ids = [row["user_id"] for row in csv.DictReader(result.path.open())]
+    elif fmt == "parquet":
+        ids = pq.read_table(result.path).column("user_id").to_pylist()
+    else:
+        ids = [json.loads(line)["user_id"] for line in result.path.read_text().splitlines()]
+    assert sorted(ids) == campers and result.rows == result.members == len(campers)
+
+
+def test_join_to_a_customers_file_drops_opt_outs_and_counts_unmatched(built, tmp_path):
+    pipeline, campers = built
+    sendable, opted = write_customers(tmp_path / "customers.csv", campers)
+    result = export_audience(pipeline, "campers", output_dir=tmp_path, customers=tmp_path / "customers.csv")
+    rows = list(csv.DictReader(result.path.open()))
+    assert {r["user_id"] for r in rows} == sendable
+    assert all(r["email"].endswith("@example.com") for r in rows)
+    assert result.unmatched == 3 and result.opted_out == len(opted)
+
+    kept = export_audience(pipeline, "campers", output_dir=tmp_path, filename="all.csv",
+                           customers=tmp_path / "customers.csv", keep_unmatched=True)
+    assert kept.rows == len(sendable) + 3
+
+
+def test_join_to_a_warehouse_table(built, tmp_path):
+    pipeline, campers = built
+    sendable, opted = write_customers(tmp_path / "customers.csv", campers)
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("crm_customers")
+        client.execute_sql(f"CREATE TABLE {table} AS SELECT * FROM read_csv_auto('{tmp_path / 'customers.csv'}')")
+    result = export_audience(pipeline, "campers", output_dir=tmp_path, fmt="parquet", customers_table="crm_customers")
+    exported = pq.read_table(result.path)
+    assert set(exported.column("user_id").to_pylist()) == sendable
+    assert result.unmatched == 3 and result.opted_out == len(opted)
+
+
+@pytest.mark.parametrize("name", ["../escape.csv", "/tmp/absolute.csv", "sub/dir.csv"])
+def test_paths_outside_the_output_directory_are_refused(built, tmp_path, name):
+    pipeline, _ = built
+    with pytest.raises(ConfigurationError, match="outside the output directory"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "out", filename=name)
+    assert not (tmp_path / "escape.csv").exists()
+
+
+def test_existing_files_are_not_overwritten_silently(built, tmp_path):
+    pipeline, _ = built
+    (tmp_path / "campers.csv").write_text("precious")
+    with pytest.raises(ConfigurationError, match="already exists"):
+        export_audience(pipeline, "campers", output_dir=tmp_path)
+    assert (tmp_path / "campers.csv").read_text() == "precious"
+    export_audience(pipeline, "campers", output_dir=tmp_path, overwrite=True)
+    assert (tmp_path / "campers.csv").read_text().startswith('"user_id"')
+
+
+def test_unknown_audience_and_bad_customer_key(built, tmp_path):
+    pipeline, campers = built
+    with pytest.raises(ConfigurationError, match="did you mean 'campers'"):
+        export_audience(pipeline, "camper", output_dir=tmp_path)
+    write_customers(tmp_path / "customers.csv", campers)
+    with pytest.raises(ConfigurationError, match="no column 'token'"):
+        export_audience(pipeline, "campers", output_dir=tmp_path, customers=tmp_path / "customers.csv", customer_key="token")
+    assert not list(tmp_path.glob("campers*"))
