@@ -103,6 +103,7 @@ def algolia_profiles(
     max_attempts: int = settings.DEFAULT_MAX_ATTEMPTS,
     backoff_base: float = settings.DEFAULT_BACKOFF_BASE,
     timeout: float = settings.DEFAULT_TIMEOUT,
+    reconcile: bool = False,
 ) -> Sequence[DltResource]:
     """Algolia Advanced Personalization profiles and their affinities.
 
@@ -124,6 +125,9 @@ def algolia_profiles(
         max_attempts: Attempts per request on 5xx, network errors and broken bodies.
         backoff_base: First retry wait in seconds; doubles per attempt, with jitter.
         timeout: Seconds to wait for each response.
+        reconcile: Walk every profile (ignoring the cursor) so that profiles gone from Algolia can
+            be marked deleted afterwards (:func:`algolia_profiles_source.reconcile.mark_deleted`,
+            which ``load_profiles(..., reconcile=True)`` runs). Not allowed with filters or dates.
 
     Raises:
         ConfigurationError: a setting is missing or invalid (raised here, before any request).
@@ -143,6 +147,11 @@ def algolia_profiles(
         end_date=end_date,
         page_size=page_size,
     )
+    if reconcile and (query.indices or query.affinity or query.start_date or query.end_date):
+        raise ConfigurationError(
+            "reconcile walks every profile to find the deleted ones: it cannot be combined with"
+            " indices, affinity, start_date or end_date (profiles outside them would look deleted)"
+        )
     overlap = seconds(overlap_seconds, "overlap_seconds")
     if max_pages is not None and int(max_pages) < 1:
         raise ConfigurationError(f"max_pages must be at least 1, got {max_pages!r}")
@@ -166,7 +175,7 @@ def algolia_profiles(
 
     # One resource per API endpoint; it yields two tables, each with its own keys and types.
     profiles = dlt.resource(
-        _profiles(client, query, overlap, max_pages),
+        _profiles(client, query, overlap, max_pages, reconcile),
         name=PROFILES_RESOURCE,
         write_disposition="merge",
     )
@@ -184,13 +193,14 @@ def _profiles(
     query: ProfilesQuery,
     overlap: Any,
     max_pages: Optional[int],
+    reconcile: bool = False,
 ) -> Iterator[Any]:
     """Walks ``GET /2/users`` and yields each page as a ``users`` and a ``user_affinities`` table."""
     state = dlt.current.resource_state()
     backfill = query.end_date is not None
     start_after: Optional[datetime] = None
     cursor = parse_datetime(state.get("last_updated_at"), "state.last_updated_at")
-    if not backfill and cursor is not None:
+    if not backfill and not reconcile and cursor is not None:
         if state.get("filters", query.filters) != query.filters:
             logger.warning(
                 "indices/affinity filters changed since the last run (%s -> %s): reading every"
@@ -232,6 +242,8 @@ def _profiles(
         "params": {k: v for k, v in params.items()},
         "profiles": profiles,
         "backfill": backfill,
+        "reconcile": reconcile,
+        "load_id": load_id,
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }

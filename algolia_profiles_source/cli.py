@@ -101,6 +101,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 @click.option("--start-date", default=None, help="Only profiles updated after this RFC 3339 instant.")
 @click.option("--end-date", default=None, help="Only profiles updated before this instant (a backfill window; the cursor is not moved).")
 @click.option("--page-size", type=int, default=None, help="Profiles per request, 1..1000 [config default 1000].")
+@click.option("--reconcile", is_flag=True, help="Walk every profile and mark the ones gone from Algolia as deleted (run it daily).")
 def load(
     pipeline_name: str,
     destination: str,
@@ -113,6 +114,7 @@ def load(
     start_date: Optional[str],
     end_date: Optional[str],
     page_size: Optional[int],
+    reconcile: bool,
 ) -> None:
     """Load profiles from the real API (credentials from dlt config: .dlt/secrets.toml or env)."""
     from .pipeline import load_profiles
@@ -128,13 +130,15 @@ def load(
     }
     with _errors_as_exit_codes():
         pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
-        result = load_profiles(pipeline, **{k: v for k, v in args.items() if v is not None})
+        result = load_profiles(pipeline, reconcile=reconcile, **{k: v for k, v in args.items() if v is not None})
         run = result.run
         click.echo(
             f"Loaded {run.get('profiles', 0)} profiles in {run.get('pages', 0)} pages"
             f" ({run.get('requests', 0)} requests, {run.get('retries', 0)} retries,"
             f" {run.get('throttled', 0)} throttled) into {destination}:{dataset_name}"
         )
+        if reconcile:
+            click.echo(f"Reconcile: {run.get('deleted', 0):,} profiles gone from Algolia marked deleted")
         _echo_counts(result.row_counts)
 
 

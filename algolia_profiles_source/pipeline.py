@@ -71,14 +71,26 @@ def make_pipeline(
         ) from error
 
 
-def load_profiles(pipeline: Any, **source_args: Any) -> LoadResult:
-    """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary."""
-    source = algolia_profiles(**source_args)
+def load_profiles(
+    pipeline: Any, reconcile: bool = False, min_seen_share: float = 0.5, **source_args: Any
+) -> LoadResult:
+    """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary.
+
+    With ``reconcile``, the run walks every profile and then marks the users it did not see as
+    deleted (see :mod:`.reconcile`).
+    """
+    source = algolia_profiles(reconcile=reconcile, **source_args)
     load_info = pipeline.run(source)
+    run = last_run(pipeline)
+    if reconcile:
+        from .reconcile import mark_deleted
+
+        result = mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
+        run["deleted"] = result.deleted
     return LoadResult(
         pipeline=pipeline,
         load_info=load_info,
-        run=last_run(pipeline),
+        run=run,
         row_counts=row_counts(pipeline),
     )
 

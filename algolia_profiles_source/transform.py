@@ -4,7 +4,8 @@ dlt's per-row normalizer costs minutes and gigabytes per hundred thousand nested
 tables built once per page are loaded as they are. The tables and their types are the warehouse
 contract:
 
-``users``: ``user_id`` (key), ``type``, ``last_updated_at`` (timestamp, UTC), ``affinity_count``.
+``users``: ``user_id`` (key), ``type``, ``last_updated_at`` (timestamp, UTC), ``affinity_count``,
+``deleted_at`` (always null when loaded; set by a reconcile when the profile is gone from Algolia).
 ``user_affinities``: ``user_id``, ``name``, ``value``, ``score`` (double), ``indices`` (list of
 index names, a JSON column in the warehouse), ``last_updated_at``; key (``user_id``, ``name``,
 ``value``).
@@ -32,6 +33,7 @@ USERS_SCHEMA = pa.schema(
         pa.field("type", pa.string()),
         pa.field("last_updated_at", TIMESTAMP),
         pa.field("affinity_count", pa.int64(), nullable=False),
+        pa.field("deleted_at", TIMESTAMP),
     ]
 )
 
@@ -65,6 +67,7 @@ USERS_COLUMNS: Dict[str, Dict[str, Any]] = {
         "dedup_sort": "desc",
     },
     "affinity_count": {"data_type": "bigint", "nullable": False},
+    "deleted_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
 }
 
 AFFINITIES_COLUMNS: Dict[str, Dict[str, Any]] = {
@@ -145,6 +148,7 @@ def page_to_tables(
                 pa.array(types, pa.string()),
                 parse_timestamps(updated),
                 pa.array(counts, pa.int64()),
+                pa.nulls(len(user_ids), TIMESTAMP),
             ],
             schema=USERS_SCHEMA,
         )

@@ -32,6 +32,19 @@ def load_incremental(destination: Any = "duckdb", **source_args: Any) -> Any:
     return pipeline.run(algolia_profiles(**source_args))
 
 
+def reconcile_deletions(destination: Any = "duckdb", **source_args: Any) -> Any:
+    """Walks every profile and marks users that are gone from Algolia (deleted, or expired after
+    90 days) as deleted: ``users.deleted_at`` is set and they leave every audience. Schedule it
+    daily next to the hourly incremental load; it costs one full export.
+    """
+    from algolia_profiles_source.pipeline import load_profiles
+
+    pipeline = dlt.pipeline(
+        pipeline_name="algolia_profiles", destination=destination, dataset_name="algolia"
+    )
+    return load_profiles(pipeline, reconcile=True, **source_args).load_info
+
+
 def backfill_window(
     start_date: str, end_date: str, destination: Any = "duckdb", **source_args: Any
 ) -> Any:
@@ -70,6 +83,7 @@ if __name__ == "__main__":
         with Emulator(n_users=1000, seed=7, app_id="DEMO_APP", api_key="demo-key") as emu:
             creds = dict(application_id="DEMO_APP", api_key="demo-key", base_url=emu.base_url)
             print(load_incremental(**creds))
+            print(reconcile_deletions(**creds))
             print(backfill_window("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z", **creds))
             print(load_audience(**creds))
     else:

@@ -102,7 +102,8 @@ def model_statements(target: Target, has_config: bool = True) -> List[Statement]
             exp.Create(
                 this=target.table(STG_USERS), kind="VIEW", replace=True,
                 expression=dialects.parse(
-                    "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u",
+                    "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u"
+                    " WHERE u.deleted_at IS NULL",
                     users=target.table(USERS),
                 ),
             ),

@@ -5,7 +5,9 @@ SELECT
   u.type,
   u.last_updated_at,
   u.affinity_count
-FROM algolia.users AS u;
+FROM algolia.users AS u
+WHERE
+  u.deleted_at IS NULL;
 
 -- view stg_algolia__user_affinities
 CREATE OR REPLACE VIEW algolia.stg_algolia__user_affinities AS

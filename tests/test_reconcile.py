@@ -1,0 +1,79 @@
+"""Reconcile: profiles deleted (or expired) in Algolia are marked deleted, leave every audience, and
+come back if Algolia brings them back."""
+
+from __future__ import annotations
+
+import pytest
+
+from algolia_profiles_source.exceptions import ApiError, ConfigurationError
+from algolia_profiles_source.pipeline import load_profiles
+from algolia_profiles_source.segments import build_segments
+from tests.conftest import expected_snapshot, run, source_args, warehouse_snapshot
+
+CAMPERS = {"audiences": {"campers": {"rule": {"affinity": "category:Camping"}}}}
+
+
+def deleted_users(pipeline):
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("users")
+        return {r[0] for r in client.execute_sql(f"SELECT user_id FROM {table} WHERE deleted_at IS NOT NULL")}
+
+
+def live_view(pipeline):
+    """Users and affinities of the staging views (what segments read), as snapshots."""
+    users, affinities = warehouse_snapshot(pipeline)
+    gone = deleted_users(pipeline)
+    return ({k: v for k, v in users.items() if k not in gone},
+            {k: v for k, v in affinities.items() if k[0] not in gone})
+
+
+def test_reconcile_marks_deleted_profiles_and_segments_see_them_exit(emulator_factory, pipeline_factory):
+    emu = emulator_factory(n_users=300)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=50)
+    build_segments(pipeline, CAMPERS)
+    campers = sorted(p["userID"] for p in emu.store.users()
+                     if any(a["name"] == "category" and a["value"] == "Camping" for a in p["affinities"]))
+    gone = campers[:3] + [p["userID"] for p in emu.store.users()[::60]]
+    for user_id in gone:
+        assert emu.store.delete(user_id)
+
+    run(pipeline, emu, page_size=50)  # incremental: cannot see deletions
+    assert deleted_users(pipeline) == set()
+
+    result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=50))
+    assert result.run["deleted"] == len(set(gone)) and result.run["reconcile"] is True
+    assert deleted_users(pipeline) == set(gone)
+    assert live_view(pipeline) == expected_snapshot(emu.store.users())
+    assert warehouse_snapshot(pipeline)[0].keys() >= set(gone)  # history kept
+
+    second = build_segments(pipeline, CAMPERS)
+    with pipeline.sql_client() as client:
+        events = client.execute_sql(
+            f"SELECT user_id, event FROM {client.make_qualified_table_name('segment_membership_events')}"
+            " WHERE build_id = %s", second.build_id)
+    assert set(map(tuple, events)) == {(u, "exited") for u in set(gone) & set(campers)}
+
+    # a profile that comes back is live again after the next load
+    emu.store.upsert({"userID": gone[0], "type": "basic", "affinities": []})
+    run(pipeline, emu, page_size=50)
+    assert gone[0] not in deleted_users(pipeline)
+    assert live_view(pipeline) == expected_snapshot(emu.store.users())
+
+
+def test_a_walk_that_sees_too_few_profiles_deletes_nothing(emulator_factory, pipeline_factory):
+    emu = emulator_factory(n_users=200)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=100)
+    small = emulator_factory(n_users=20, seed=99)  # e.g. a wrong application behind the same URL
+    with pytest.raises(ApiError, match="refusing to mark"):
+        load_profiles(pipeline, reconcile=True, **source_args(small, page_size=100))
+    assert deleted_users(pipeline) == set()
+
+
+@pytest.mark.parametrize("option", [{"affinity": ["category:Camping"]}, {"start_date": "2026-01-01T00:00:00Z"}])
+def test_reconcile_refuses_partial_walks(emulator, option):
+    from algolia_profiles_source import algolia_profiles
+
+    with pytest.raises(ConfigurationError, match="reconcile walks every profile"):
+        algolia_profiles(reconcile=True, **source_args(emulator, **option))
