@@ -15,7 +15,7 @@ from .exceptions import ConfigurationError
 
 DEFAULT_PIPELINE_NAME = "algolia_profiles"
 DEFAULT_DATASET_NAME = "algolia"
-TABLES = ("users", "user_affinities", "personalization_config")
+TABLES = ("users", "user_affinities", "personalization_config", "rejected_records")
 
 
 @dataclass

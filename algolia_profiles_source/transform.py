@@ -17,12 +17,16 @@ tombstone, so a reloaded user always ends with exactly its current affinity set.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .exceptions import ResponseFormatError
+from .settings import USER_ID_PATTERN
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 _NS_TIMESTAMP = pa.timestamp("ns", tz="UTC")
@@ -82,102 +86,185 @@ AFFINITIES_COLUMNS: Dict[str, Dict[str, Any]] = {
 AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
 
 
-def parse_timestamps(values: Sequence[Any]) -> pa.Array:
+def parse_timestamps(values: Any) -> pa.Array:
     """Parses RFC 3339 strings (any fraction, ``Z`` or offset) to UTC microsecond timestamps."""
-    array = pa.array(values, pa.string())
+    array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, pa.string())
     return array.cast(_NS_TIMESTAMP).cast(TIMESTAMP, safe=False)
 
 
+_AFFINITY_STRUCT = pa.struct(
+    [
+        ("name", pa.string()),
+        ("value", pa.string()),
+        ("indices", pa.list_(pa.string())),
+        ("score", pa.float64()),
+        ("lastUpdatedAt", pa.string()),
+    ]
+)
+_PROFILE_STRUCT = pa.struct(
+    [
+        ("userID", pa.string()),
+        ("type", pa.string()),
+        ("lastUpdatedAt", pa.string()),
+        ("affinities", pa.list_(_AFFINITY_STRUCT)),
+    ]
+)
+REJECTED_COLUMNS: Dict[str, Dict[str, Any]] = {
+    "reason": {"data_type": "text", "nullable": False},
+    "user_id": {"data_type": "text", "nullable": True},
+    "record": {"data_type": "text", "nullable": True},
+    "rejected_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+}
+
+
+@dataclass
+class PageTables:
+    """One page as the warehouse gets it; ``rejected`` holds what could not be loaded, with why."""
+
+    users: pa.Table
+    affinities: pa.Table
+    rejected: List[Dict[str, Any]] = field(default_factory=list)
+
+
 def page_to_tables(
-    users: List[Dict[str, Any]], load_id: Optional[str] = None, indices_as_json: bool = False
-) -> Tuple[pa.Table, pa.Table]:
+    users: List[Dict[str, Any]],
+    load_id: Optional[str] = None,
+    indices_as_json: bool = False,
+    tombstones: bool = True,
+) -> PageTables:
     """Returns the ``users`` and ``user_affinities`` Arrow tables of one page of profiles.
+
+    The page is converted to Arrow in one call (C++), then flattened and validated with vectorized
+    compute. Records that break the documented shape are not loaded but returned in ``rejected``
+    with a reason: a profile without a valid ``userID`` or ``lastUpdatedAt`` as a whole, an
+    affinity without ``name``/``value`` or with a score outside 1-20 on its own.
 
     With ``load_id``, both tables get dlt's ``_dlt_load_id`` column. With ``indices_as_json``, the
     ``indices`` lists are sent as JSON text (for destinations that receive Arrow tables as CSV,
-    which cannot hold a list column; the warehouse column is JSON either way).
+    which cannot hold a list column; the warehouse column is JSON either way). Without
+    ``tombstones`` (a load that replaces the tables), users without affinities get no marker row.
     """
-    user_ids: List[str] = []
-    types: List[Any] = []
-    updated: List[Any] = []
-    counts: List[int] = []
-    a_user: List[str] = []
-    a_name: List[Any] = []
-    a_value: List[Any] = []
-    a_score: List[Any] = []
-    a_indices: List[Any] = []
-    a_updated: List[Any] = []
-    a_deleted: List[Any] = []
-    try:
-        for position, profile in enumerate(users):
-            user_id = profile.get("userID") if isinstance(profile, dict) else None
-            if not isinstance(user_id, str) or not user_id:
-                raise ResponseFormatError(f"profile #{position} of the page has no userID")
-            affinities = profile.get("affinities") or []
-            user_ids.append(user_id)
-            types.append(profile.get("type"))
-            updated.append(profile.get("lastUpdatedAt"))
-            counts.append(len(affinities))
-            if not affinities:
-                a_user.append(user_id)
-                a_name.append("")
-                a_value.append("")
-                a_score.append(None)
-                a_indices.append(None)
-                a_updated.append(None)
-                a_deleted.append(True)
-                continue
-            for affinity in affinities:
-                a_user.append(user_id)
-                a_name.append(affinity["name"])
-                a_value.append(affinity["value"])
-                a_score.append(affinity.get("score"))
-                a_indices.append(affinity.get("indices"))
-                a_updated.append(affinity.get("lastUpdatedAt"))
-                a_deleted.append(None)
-    except (KeyError, TypeError, AttributeError) as error:
-        raise ResponseFormatError(
-            f"profile {user_ids[-1] if user_ids else '?'!r} is not shaped like the documented"
-            f" User object: {type(error).__name__} {error}"
-        ) from None
+    if not isinstance(users, list):
+        raise ResponseFormatError(f"`users` must be a list, got {type(users).__name__}")
+    rejected: List[Dict[str, Any]] = []
+    page = _to_struct_array(users, rejected)
 
-    try:
-        users_table = pa.Table.from_arrays(
-            [
-                pa.array(user_ids, pa.string()),
-                pa.array(types, pa.string()),
-                parse_timestamps(updated),
-                pa.array(counts, pa.int64()),
-                pa.nulls(len(user_ids), TIMESTAMP),
-            ],
-            schema=USERS_SCHEMA,
-        )
-        affinities_table = pa.Table.from_arrays(
-            [
-                pa.array(a_user, pa.string()),
-                pa.array(a_name, pa.string()),
-                pa.array(a_value, pa.string()),
-                pa.array(a_score, pa.float64()),
-                _indices(a_indices, indices_as_json),
-                parse_timestamps(a_updated),
-                pa.array(a_deleted, pa.bool_()),
-            ],
-            schema=AFFINITIES_SCHEMA_JSON_INDICES if indices_as_json else AFFINITIES_SCHEMA,
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise ResponseFormatError(
-            f"a profile on this page has a value of the wrong type: {error}"
-        ) from None
+    # profile-level checks: a profile without a usable key or timestamp cannot be loaded at all
+    user_ids = page.field("userID")
+    valid_id = pc.fill_null(pc.match_substring_regex(user_ids, USER_ID_PATTERN), False)
+    updated, valid_time = _parse_each(page.field("lastUpdatedAt"))
+    keep = pc.and_(valid_id, valid_time)
+    if not pc.all(keep).as_py():
+        bad = pc.invert(keep)
+        for position in pc.indices_nonzero(bad).to_pylist():
+            profile = page[position].as_py()
+            reason = (
+                "userID missing or not 1-129 characters of [A-Za-z0-9=+/_-]"
+                if not valid_id[position].as_py()
+                else "lastUpdatedAt missing or not an RFC 3339 date-time"
+            )
+            rejected.append(_rejection(reason, profile.get("userID"), profile))
+        page, updated = page.filter(keep), updated.filter(keep)
+        user_ids = page.field("userID")
+
+    lists = page.field("affinities")
+    counts = pc.fill_null(pc.list_value_length(lists), 0).cast(pa.int64())
+    flat = lists.flatten()
+    owner = user_ids.take(pc.list_parent_indices(lists))
+    names, values, scores = flat.field("name"), flat.field("value"), flat.field("score")
+    a_updated, a_valid_time = _parse_each(flat.field("lastUpdatedAt"), allow_null=True)
+    good = pc.and_(
+        pc.and_(pc.is_valid(names), pc.is_valid(values)),
+        pc.and_(pc.fill_null(pc.and_(pc.greater_equal(scores, 1), pc.less_equal(scores, 20)), False), a_valid_time),
+    )
+    if not pc.all(good).as_py():
+        for position in pc.indices_nonzero(pc.invert(good)).to_pylist():
+            affinity = flat[position].as_py()
+            rejected.append(_rejection(
+                "affinity without name/value, with a score that is not a number from 1 to 20,"
+                " or with a bad lastUpdatedAt",
+                owner[position].as_py(), affinity,
+            ))
+        flat, owner, a_updated = flat.filter(good), owner.filter(good), a_updated.filter(good)
+        names, values, scores = flat.field("name"), flat.field("value"), flat.field("score")
+
+    rows = len(page)
+    users_table = pa.Table.from_arrays(
+        [user_ids, page.field("type"), updated, counts, pa.nulls(rows, TIMESTAMP)],
+        schema=USERS_SCHEMA,
+    )
+    # a tombstone per user left without affinities: the merge deletes its old ones
+    has_rows = pc.is_in(user_ids, value_set=owner) if len(owner) else pa.array([False] * rows, pa.bool_())
+    empty_users = user_ids.filter(pc.invert(has_rows)) if tombstones else user_ids.slice(0, 0)
+    tombstones = len(empty_users)
+    indices = flat.field("indices")
+    affinities_table = pa.Table.from_arrays(
+        [
+            pa.concat_arrays([owner, empty_users]),
+            pa.concat_arrays([names, pa.array([""] * tombstones, pa.string())]),
+            pa.concat_arrays([values, pa.array([""] * tombstones, pa.string())]),
+            pa.concat_arrays([scores, pa.nulls(tombstones, pa.float64())]),
+            _indices(pa.concat_arrays([indices, pa.nulls(tombstones, indices.type)]), indices_as_json),
+            pa.concat_arrays([a_updated, pa.nulls(tombstones, TIMESTAMP)]),
+            pa.concat_arrays([pa.nulls(len(owner), pa.bool_()), pa.array([True] * tombstones, pa.bool_())]),
+        ],
+        schema=AFFINITIES_SCHEMA_JSON_INDICES if indices_as_json else AFFINITIES_SCHEMA,
+    )
     if load_id is not None:
         users_table = _with_load_id(users_table, load_id)
         affinities_table = _with_load_id(affinities_table, load_id)
-    return users_table, affinities_table
+    return PageTables(users_table, affinities_table, rejected)
 
 
-def _indices(values: List[Any], as_json: bool) -> pa.Array:
+def _to_struct_array(users: List[Any], rejected: List[Dict[str, Any]]) -> pa.StructArray:
+    """The page as one Arrow struct array; profiles Arrow cannot convert are rejected one by one."""
+    try:
+        return pa.array(users, type=_PROFILE_STRUCT)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    kept = []
+    for profile in users:  # slow path, only for a page with a malformed profile
+        try:
+            pa.array([profile], type=_PROFILE_STRUCT)
+            kept.append(profile)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            user_id = profile.get("userID") if isinstance(profile, dict) else None
+            rejected.append(_rejection(f"not shaped like the documented User object: {error}", user_id, profile))
+    return pa.array(kept, type=_PROFILE_STRUCT)
+
+
+def _parse_each(strings: pa.Array, allow_null: bool = False) -> Tuple[pa.Array, pa.Array]:
+    """Timestamps and a mask of which parsed (nulls pass only with ``allow_null``)."""
+    try:
+        parsed = parse_timestamps(strings)
+        valid = pa.array([True] * len(strings), pa.bool_()) if allow_null else pc.is_valid(parsed)
+        return parsed, valid
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    values, mask = [], []
+    for text in strings.to_pylist():  # slow path: find the bad ones
+        try:
+            values.append(parse_timestamps([text])[0].as_py())
+            mask.append(text is not None or allow_null)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            values.append(None)
+            mask.append(False)
+    return pa.array(values, TIMESTAMP), pa.array(mask, pa.bool_())
+
+
+def _rejection(reason: str, user_id: Any, record: Any) -> Dict[str, Any]:
+    return {
+        "reason": reason,
+        "user_id": user_id if isinstance(user_id, str) else None,
+        "record": orjson.dumps(record, default=str).decode()[:10000],
+        "rejected_at": datetime.now(timezone.utc),
+    }
+
+
+def _indices(values: pa.Array, as_json: bool) -> pa.Array:
     if not as_json:
-        return pa.array(values, pa.list_(pa.string()))
-    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+        return values
+    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values.to_pylist()], pa.string())
 
 
 def _with_load_id(table: pa.Table, load_id: str) -> pa.Table:

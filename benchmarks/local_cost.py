@@ -81,8 +81,12 @@ class ReplayClient:
         self.stats: Dict[str, int] = {}
 
     def iter_user_pages(self, params: Any, max_pages: Any = None) -> Iterator[List[Dict[str, Any]]]:
+        from algolia_profiles_source.session import gc_paused
+
         for raw in _pages(self.path):
-            yield orjson.loads(raw)["users"]
+            with gc_paused():  # as the production session parses
+                page = orjson.loads(raw)["users"]
+            yield page
 
 
 def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
@@ -95,6 +99,9 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
     started = time.perf_counter()
     profiles = 0
     if variant == "orjson":
+        import gc
+
+        gc.disable()  # the fastest way Python can parse these bytes: the floor
         for raw in _pages(path):
             profiles += len(orjson.loads(raw)["users"])
     else:

@@ -34,6 +34,7 @@ def test_full_load_equals_emulator_over_many_pages(emulator_factory, pipeline_fa
     assert all(call.params["limit"] == "7" for call in calls)
     assert "startDate" not in calls[0].params  # first run: a full load
     assert result.run["profiles"] == 150 and result.run["pages"] == len(calls)
+    assert result.run["initial"] is True  # the first complete walk replaces instead of merging
 
 
 def test_fractional_scores_stay_doubles_without_variant_columns(emulator_factory, pipeline_factory):
@@ -106,6 +107,7 @@ def test_incremental_run_picks_up_exactly_the_changes(emulator_factory, pipeline
     expected_start = format_rfc3339(previous_max - timedelta(hours=1))
     assert calls and all(call.params.get("startDate") == expected_start for call in calls)
     assert result.run["profiles"] < 0.3 * len(emu.store), result.run
+    assert result.run["initial"] is False
 
     # a third run with nothing new changes nothing and stays cheap
     emu.clear_requests()

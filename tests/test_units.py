@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from algolia_profiles_source.exceptions import ResponseFormatError
 from algolia_profiles_source.query import build_query, format_rfc3339
 from algolia_profiles_source.rate_limit import RateGovernor
 from algolia_profiles_source.session import AlgoliaSession
@@ -51,7 +50,9 @@ def test_page_to_tables_flattens_types_and_tombstones_empty_profiles():
          ]},
         {"userID": "zero", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []},
     ]
-    users_table, affinities = page_to_tables(users, load_id="123.4")
+    tables = page_to_tables(users, load_id="123.4")
+    users_table, affinities = tables.users, tables.affinities
+    assert tables.rejected == []
     assert users_table.column("user_id").to_pylist() == ["a+b/c=", "zero"]
     assert users_table.column("type").to_pylist() == ["basic", None]
     assert users_table.column("affinity_count").to_pylist() == [2, 0]
@@ -65,16 +66,29 @@ def test_page_to_tables_flattens_types_and_tombstones_empty_profiles():
     assert set(affinities.column("_dlt_load_id").to_pylist()) == {"123.4"}
 
 
-@pytest.mark.parametrize("bad", [
-    [{"lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []}],
-    [{"userID": "x", "lastUpdatedAt": "not a date", "affinities": []}],
-    [{"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [{"value": "v"}]}],
-    [{"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z",
-      "affinities": [{"name": "n", "value": "v", "score": "high", "indices": []}]}],
+GOOD = {"userID": "ok", "lastUpdatedAt": "2026-11-01T10:00:00Z",
+        "affinities": [{"name": "n", "value": "v", "score": 5, "indices": ["i"], "lastUpdatedAt": "2026-11-01T10:00:00Z"}]}
+
+
+@pytest.mark.parametrize("bad, reason, loaded_affinities", [
+    ({"lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []}, "userID missing", 1),
+    ({"userID": "x" * 130, "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []}, "userID missing", 1),
+    ({"userID": "bad id!", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []}, "userID missing", 1),
+    ({"userID": "x", "lastUpdatedAt": "not a date", "affinities": []}, "lastUpdatedAt", 1),
+    ({"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [{"value": "v", "score": 3}]}, "affinity without name", 2),
+    ({"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z",
+      "affinities": [{"name": "n", "value": "v", "score": "high", "indices": []}]}, "not shaped like", 1),
+    ({"userID": "x", "lastUpdatedAt": "2026-11-01T10:00:00Z",
+      "affinities": [{"name": "n", "value": "v", "score": 25, "indices": []}]}, "score that is not a number from 1 to 20", 2),
+    ("not an object", "not shaped like", 1),
 ])
-def test_malformed_profiles_are_format_errors(bad):
-    with pytest.raises(ResponseFormatError):
-        page_to_tables(bad)
+def test_malformed_records_are_quarantined_not_loaded(bad, reason, loaded_affinities):
+    tables = page_to_tables([GOOD, bad])
+    assert len(tables.rejected) == 1 and reason in tables.rejected[0]["reason"]
+    assert tables.rejected[0]["record"]  # the offending record, as JSON text, for inspection
+    assert "ok" in tables.users.column("user_id").to_pylist()
+    # the good profile always loads; a profile that only lost an affinity keeps a tombstone row
+    assert tables.affinities.num_rows == loaded_affinities
 
 
 class FakeClock:
