@@ -44,6 +44,7 @@ from .exceptions import (
 from .query import ProfilesQuery, build_query, format_rfc3339, parse_datetime, seconds
 from .rate_limit import RateGovernor
 from .session import gc_paused
+from .windows import initial_windows, walk_concurrently
 from .transform import (
     AFFINITIES_COLUMNS,
     AFFINITIES_PRIMARY_KEY,
@@ -80,19 +81,30 @@ _REJECTED_HINTS = dlt.mark.make_hints(
 
 
 def _table_hints(write_disposition: str) -> Tuple[Any, Any]:
-    """Hints of ``users`` and ``user_affinities``; only the write disposition varies by run."""
+    """Hints of ``users`` and ``user_affinities``; only the write disposition varies by run.
+
+    Merge-only column hints (``hard_delete``, ``dedup_sort``) are left out of a replace, where dlt
+    would ignore them with a warning; the next merge adds them back.
+    """
+
+    def columns(spec: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        if write_disposition == "merge":
+            return spec
+        merge_only = ("hard_delete", "dedup_sort")
+        return {name: {k: v for k, v in hints.items() if k not in merge_only} for name, hints in spec.items()}
+
     users = dlt.mark.make_hints(
         table_name=USERS_TABLE,
         write_disposition=write_disposition,
         primary_key="user_id",
-        columns=USERS_COLUMNS,
+        columns=columns(USERS_COLUMNS),
     )
     affinities = dlt.mark.make_hints(
         table_name=AFFINITIES_TABLE,
         write_disposition=write_disposition,
         primary_key=list(AFFINITIES_PRIMARY_KEY),
         merge_key="user_id",
-        columns=AFFINITIES_COLUMNS,
+        columns=columns(AFFINITIES_COLUMNS),
     )
     return users, affinities
 
@@ -115,6 +127,7 @@ def algolia_profiles(
     backoff_base: float = settings.DEFAULT_BACKOFF_BASE,
     timeout: float = settings.DEFAULT_TIMEOUT,
     reconcile: bool = False,
+    concurrency: int = settings.DEFAULT_CONCURRENCY,
 ) -> Sequence[DltResource]:
     """Algolia Advanced Personalization profiles and their affinities.
 
@@ -136,6 +149,8 @@ def algolia_profiles(
         max_attempts: Attempts per request on 5xx, network errors and broken bodies.
         backoff_base: First retry wait in seconds; doubles per attempt, with jitter.
         timeout: Seconds to wait for each response.
+        concurrency: Windows of ``lastUpdatedAt`` walked at the same time (1 = one sequential
+            cursor walk). All walks share the rate governor; see :mod:`.windows`.
         reconcile: Walk every profile (ignoring the cursor) so that profiles gone from Algolia can
             be marked deleted afterwards (:func:`algolia_profiles_source.reconcile.mark_deleted`,
             which ``load_profiles(..., reconcile=True)`` runs). Not allowed with filters or dates.
@@ -170,6 +185,8 @@ def algolia_profiles(
         governor = RateGovernor(max_share=float(max_share))
     except ValueError as error:
         raise ConfigurationError(f"{error} (sources.algolia_profiles.max_share)") from None
+    if int(concurrency) < 1 or int(concurrency) > 64:
+        raise ConfigurationError(f"concurrency must be from 1 to 64, got {concurrency!r}")
     if int(max_attempts) < 1:
         raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
 
@@ -186,7 +203,7 @@ def algolia_profiles(
 
     # One resource per API endpoint; it yields two tables, each with its own keys and types.
     profiles = dlt.resource(
-        _profiles(client, query, overlap, max_pages, reconcile),
+        _profiles(client, query, overlap, max_pages, reconcile, int(concurrency)),
         name=PROFILES_RESOURCE,
         write_disposition="merge",
     )
@@ -205,6 +222,7 @@ def _profiles(
     overlap: Any,
     max_pages: Optional[int],
     reconcile: bool = False,
+    concurrency: int = 1,
 ) -> Iterator[Any]:
     """Walks ``GET /2/users`` and yields each page as a ``users`` and a ``user_affinities`` table."""
     state = dlt.current.resource_state()
@@ -240,7 +258,16 @@ def _profiles(
     newest: Optional[datetime] = None
     profiles = 0
     rejected = 0
-    for page in client.iter_user_pages(params, max_pages=max_pages):
+    seen: Optional[set] = None
+    if concurrency > 1:
+        windows = initial_windows(query, start_after, concurrency, started)
+        pages = walk_concurrently(client.clone, params, windows, concurrency, query.page_size, max_pages)
+        seen = set()  # overlapping windows return some profiles twice: keep the first
+    else:
+        pages = client.iter_user_pages(params, max_pages=max_pages)
+    for page in pages:
+        if seen is not None:
+            page = _first_sightings(page, seen)
         if not page:
             continue
         with gc_paused():
@@ -277,6 +304,18 @@ def _profiles(
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
+
+
+def _first_sightings(page: List[Any], seen: set) -> List[Any]:
+    """Drops profiles already yielded in this run (hashes keep the set small)."""
+    fresh = []
+    for profile in page:
+        key = hash(profile.get("userID")) if isinstance(profile, dict) else None
+        if key is None or key not in seen:
+            if key is not None:
+                seen.add(key)
+            fresh.append(profile)
+    return fresh
 
 
 def _has_table(name: str) -> bool:

@@ -8,6 +8,7 @@ and appears in no message.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 from urllib.parse import quote
 
@@ -46,6 +47,11 @@ class ProfilesClient:
         self.base_url = base_url.rstrip("/")
         self.application_id = application_id
         self.region = region
+        self._settings = dict(
+            region=region, max_attempts=max_attempts, backoff_base=backoff_base, timeout=timeout
+        )
+        self._api_key = api_key
+        self._clones: List["ProfilesClient"] = []
         self.session = AlgoliaSession(
             governor, max_attempts=max_attempts, backoff_base=backoff_base, timeout=timeout
         )
@@ -58,8 +64,23 @@ class ProfilesClient:
 
     @property
     def stats(self) -> Mapping[str, int]:
-        """Counters of this client's HTTP calls: requests, retries, throttled, errors by kind."""
-        return self.session.stats
+        """Counters of this client's HTTP calls (and its clones'): requests, retries, throttled..."""
+        total = Counter(self.session.stats)
+        for clone in self._clones:
+            total.update(clone.session.stats)
+        return total
+
+    def clone(self) -> "ProfilesClient":
+        """A client with its own HTTP session sharing this one's rate governor (for one thread)."""
+        twin = ProfilesClient(
+            self.base_url, self.application_id, self._api_key,
+            governor=self.session.governor, **self._settings,
+        )
+        self._clones.append(twin)
+        return twin
+
+    def __repr__(self) -> str:
+        return f"ProfilesClient(base_url={self.base_url!r}, application_id={self.application_id!r})"
 
     def iter_user_pages(
         self, params: Mapping[str, Any], max_pages: Optional[int] = None
@@ -78,7 +99,7 @@ class ProfilesClient:
                         " Advanced Personalization API?"
                     )
                 self.session.stats["pages"] += 1
-                self.session.stats["profiles"] += len(body["users"])
+                self.session.stats["profiles_read"] += len(body["users"])
                 yield body["users"]
         except HTTPError as error:
             raise self._explain(error, settings.USERS_PATH, params) from None

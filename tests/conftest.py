@@ -17,6 +17,8 @@ API_KEY = "sk-test-Zq8u1Lw9-DISTINCTIVE-KEY-9f3c"  # distinctive, so tests can g
 
 # Retries in tests back off in milliseconds, not seconds.
 FAST_RETRIES = dict(backoff_base=0.01, max_attempts=12, timeout=10)
+# Tests that assert the exact requests use one sequential walk; concurrency has its own tests.
+SEQUENTIAL = dict(concurrency=1)
 
 _counter = itertools.count()
 
@@ -61,7 +63,7 @@ def pipeline_factory(tmp_path: Any) -> Callable[..., Any]:
 
 def source_args(emu: Emulator, **overrides: Any) -> Dict[str, Any]:
     args: Dict[str, Any] = dict(
-        application_id=APP_ID, api_key=API_KEY, base_url=emu.base_url, **FAST_RETRIES
+        application_id=APP_ID, api_key=API_KEY, base_url=emu.base_url, **FAST_RETRIES, **SEQUENTIAL
     )
     args.update(overrides)
     return args

@@ -225,3 +225,20 @@ def test_dataset_queries_work_with_the_pinned_sqlglot(emulator_factory, pipeline
     run(pipeline, emu)
     table = pipeline.dataset()["users"].select("user_id", "affinity_count").arrow()
     assert table.num_rows == 40
+
+
+@pytest.mark.parametrize("concurrency", [3, 8])
+def test_concurrent_windows_are_exact_under_faults(emulator_factory, pipeline_factory, concurrency):
+    emu = emulator_factory(n_users=400, rate_window=1.0, fault_rate=0.1, fault_seed=concurrency, latency=0.01)
+    pipeline = pipeline_factory()
+    first = run(pipeline, emu, page_size=10, concurrency=concurrency)
+    assert_warehouse_equals_emulator(pipeline, emu)
+    assert first.run["profiles"] == 400  # each profile loaded once, whatever the windows re-read
+    windows = {(c.params.get("startDate"), c.params.get("endDate")) for c in api_calls(emu)}
+    assert len(windows) > concurrency  # it did walk several windows, and split some
+    _apply_changes(emu)
+    emu.clear_requests()
+    second = run(pipeline, emu, page_size=10, concurrency=concurrency)
+    assert_warehouse_equals_emulator(pipeline, emu)
+    assert all(c.params.get("startDate") for c in api_calls(emu))
+    assert second.run["profiles"] < 0.3 * len(emu.store)

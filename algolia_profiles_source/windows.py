@@ -1,0 +1,168 @@
+"""Concurrent walks of ``GET /2/users`` over ``lastUpdatedAt`` windows.
+
+One cursor walk is sequential by nature: each page needs the previous page's token. With hundreds
+of milliseconds per page, a single walk uses a fraction of the application's quota. ``startDate`` /
+``endDate`` partition the profiles by ``lastUpdatedAt``, so disjoint windows can be walked at the
+same time, each with its own cursor, all paced by the one shared
+:class:`~.rate_limit.RateGovernor`.
+
+Windows are split adaptively: a window whose first page comes back full is cut at the quantiles of
+that page's timestamps (a random sample of the window, since pages are ordered by ``userID``) while
+workers would otherwise sit idle. A batch of profiles sharing one timestamp cannot be split and is
+walked on its own. Windows overlap by a second at their edges (the API does not document whether the
+bounds are inclusive); the overlap and the re-read of a split window's first page produce duplicate
+profiles, which the merge on ``user_id`` resolves.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from .query import ProfilesQuery, format_rfc3339, parse_datetime
+
+logger = logging.getLogger(__name__)
+
+EDGE = timedelta(seconds=1)
+MIN_SPAN = timedelta(seconds=2)
+# profiles expire 90 days after their last update; older ones fall in the open first window
+HISTORY = timedelta(days=91)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Profiles with ``start < lastUpdatedAt <= end``; ``None`` is open-ended."""
+
+    start: Optional[datetime]
+    end: Optional[datetime]
+
+    def params(self, base: Dict[str, Any]) -> Dict[str, Any]:
+        params = {k: v for k, v in base.items() if k not in ("startDate", "endDate")}
+        if self.start is not None:
+            params["startDate"] = format_rfc3339(self.start - EDGE)
+        if self.end is not None:
+            params["endDate"] = format_rfc3339(self.end + EDGE)
+        return params
+
+    def split(self, cuts: Sequence[datetime]) -> List["Window"]:
+        inner = sorted({c for c in cuts if (self.start is None or c > self.start) and (self.end is None or c < self.end)})
+        bounds: List[Optional[datetime]] = [self.start, *inner, self.end]
+        return [Window(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def initial_windows(query: ProfilesQuery, start_after: Optional[datetime], count: int, now: datetime) -> List[Window]:
+    """``count`` equal windows between the effective start (or 91 days ago) and the end (or now)."""
+    start = query.start_date if start_after is None or (query.start_date and query.start_date > start_after) else start_after
+    end = query.end_date
+    lo = start or (now - HISTORY)
+    hi = end or now
+    if count <= 1 or hi - lo < MIN_SPAN * count:
+        return [Window(start, end)]
+    step = (hi - lo) / count
+    cuts = [lo + step * i for i in range(1, count)]
+    return Window(start, end).split(cuts)
+
+
+def walk_concurrently(
+    make_client: Callable[[], Any],
+    base_params: Dict[str, Any],
+    windows: List[Window],
+    workers: int,
+    page_size: int,
+    max_pages: Optional[int] = None,
+) -> Iterator[List[Dict[str, Any]]]:
+    """Yields pages (lists of profiles) from ``workers`` threads walking the windows."""
+    pending: "queue.Queue[Window]" = queue.Queue()
+    for window in windows:
+        pending.put(window)
+    pages: "queue.Queue[Any]" = queue.Queue(maxsize=workers * 2)  # bounded: memory stays flat
+    state = {"open": len(windows)}
+    lock = threading.Lock()
+    stop = threading.Event()
+    done = object()
+
+    def finish_window() -> None:
+        with lock:
+            state["open"] -= 1
+            last = state["open"] == 0
+        if last:
+            for _ in range(workers):
+                pending.put(None)  # type: ignore[arg-type]
+
+    def work() -> None:
+        client = make_client()
+        try:
+            while not stop.is_set():
+                window = pending.get()
+                if window is None:
+                    return
+                first = True
+                for page in client.iter_user_pages(window.params(base_params), max_pages=max_pages):
+                    if stop.is_set():
+                        return
+                    if first and len(page) >= page_size and pending.qsize() < workers:
+                        parts = window.split(_quantiles(page, workers))
+                        if len(parts) > 1 and all(_span(p) >= MIN_SPAN for p in parts if p.start and p.end):
+                            logger.info("splitting window %s..%s into %d", window.start, window.end, len(parts))
+                            with lock:
+                                state["open"] += len(parts)
+                            for part in parts:
+                                pending.put(part)
+                            pages.put(page)
+                            break  # its parts re-read the rest
+                    first = False
+                    pages.put(page)
+                finish_window()
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            stop.set()
+            pages.put(error)
+        finally:
+            pages.put(done)
+
+    threads = [threading.Thread(target=work, name=f"algolia-walk-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < workers:
+            item = pages.get()
+            if item is done:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for _ in range(workers):
+            pending.put(None)  # type: ignore[arg-type]
+        while any(t.is_alive() for t in threads):
+            try:  # unblock producers waiting on a full queue
+                pages.get_nowait()
+            except queue.Empty:
+                pass
+            for thread in threads:
+                thread.join(timeout=0.05)
+
+
+def _quantiles(page: List[Dict[str, Any]], parts: int) -> List[datetime]:
+    stamps = sorted({t for t in map(_timestamp, page) if t is not None})
+    if len(stamps) < 2:
+        return []
+    return [stamps[len(stamps) * i // parts] for i in range(1, parts)]
+
+
+def _timestamp(profile: Any) -> Optional[datetime]:
+    try:
+        return parse_datetime(profile.get("lastUpdatedAt"), "lastUpdatedAt")
+    except Exception:  # malformed records are quarantined later, not here
+        return None
+
+
+def _span(window: Window) -> timedelta:
+    assert window.start is not None and window.end is not None
+    return window.end - window.start
