@@ -108,6 +108,7 @@ class AlgoliaSession(requests.Session):
                     wait = max(_retry_after(response), self._backoff(failures))
                 reason = f"HTTP {status}"
             except _TRANSIENT_ERRORS as error:
+                self.governor.observe({})  # no answer, but the call is no longer in flight
                 if _is_unknown_host(error):
                     host = requests.utils.urlparse(request.url).hostname
                     raise EndpointError(

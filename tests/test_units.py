@@ -112,10 +112,26 @@ def test_governor_keeps_the_reserve_free_and_waits_for_the_reset():
     calls = 0
     while not clock.slept:
         governor.acquire()
+        governor.observe({})
         calls += 1
     # 9 remaining, 2 reserved for the live site: 7 calls, then a wait until the reset
     assert calls == 8 and clock.slept[0] >= 6.0
     assert clock.now >= 1006
+
+
+def test_governor_counts_calls_in_flight_and_ignores_late_answers():
+    clock = FakeClock()
+    governor = RateGovernor(max_share=1.0, clock=clock.time, sleep=clock.sleep)
+    for _ in range(4):
+        governor.acquire()  # four calls leave before any answer
+    # the first answer was counted before the three others arrived: 10 - 1 = 9 left, 3 in flight
+    governor.observe({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "9", "x-ratelimit-reset": "1006"})
+    assert governor.remaining == 6 and governor.in_flight == 3
+    clock.now = 1007  # the window rolled
+    governor.acquire()
+    assert governor.remaining == 9  # assumed the full limit, minus this call
+    governor.observe({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "2", "x-ratelimit-reset": "1006"})
+    assert governor.remaining == 9  # a late answer from the old window changes nothing
 
 
 def test_governor_reads_a_throttled_response_as_wait_until_reset():

@@ -193,12 +193,19 @@ class Emulator:
                 self._fault_rng = random.Random(seed or 0)
 
     def set_rate_limit(self, limit: int, window: float) -> None:
-        """Allow ``limit`` calls per fixed window of ``window`` seconds; starts a fresh window."""
+        """Allow ``limit`` calls per fixed window of ``window`` seconds; starts a fresh window.
+
+        Windows are aligned on the clock (like a counter keyed by ``floor(now / window)``), so with
+        a whole number of seconds the integer ``x-ratelimit-reset`` header is the exact reset.
+        """
         if limit < 1 or window <= 0:
             raise ValueError("rate limit and window must be positive")
         with self._lock:
             self.rate_limit, self.rate_window = int(limit), float(window)
-            self._window_start, self._window_used = time.time(), 0
+            self._window_start, self._window_used = self._aligned(time.time()), 0
+
+    def _aligned(self, now: float) -> float:
+        return math.floor(now / self.rate_window) * self.rate_window
 
     def set_latency(self, seconds: float) -> None:
         """Seconds of delay added to every API response."""
@@ -231,7 +238,7 @@ class Emulator:
         with self._lock:
             now = time.time()
             if now >= self._window_start + self.rate_window:
-                self._window_start, self._window_used = now, 0
+                self._window_start, self._window_used = self._aligned(now), 0
             allowed = self._window_used < self.rate_limit
             if consume and allowed:
                 self._window_used += 1
