@@ -260,7 +260,9 @@ def _profiles(
     rejected = 0
     seen: Optional[set] = None
     if concurrency > 1:
-        windows = initial_windows(query, start_after, concurrency, started)
+        # one window to start: it splits at its first page's timestamps only if that page is full,
+        # so a small incremental run costs no more requests than a sequential walk
+        windows = initial_windows(query, start_after, 1, started)
         pages = walk_concurrently(client.clone, params, windows, concurrency, query.page_size, max_pages)
         seen = set()  # overlapping windows return some profiles twice: keep the first
     else:

@@ -6,12 +6,14 @@ of milliseconds per page, a single walk uses a fraction of the application's quo
 same time, each with its own cursor, all paced by the one shared
 :class:`~.rate_limit.RateGovernor`.
 
-Windows are split adaptively: a window whose first page comes back full is cut at the quantiles of
-that page's timestamps (a random sample of the window, since pages are ordered by ``userID``) while
-workers would otherwise sit idle. A batch of profiles sharing one timestamp cannot be split and is
+The walk starts with one window. A window still going after a few full pages is cut at the
+quantiles of the timestamps read so far (a random sample of the window, since pages are ordered by
+``userID``) while no other window is waiting. A small incremental run therefore costs what a
+sequential walk costs, and a large export fans out after its first few requests; the pages a split
+window already read are read again by its parts (a few percent of a large export). A batch of profiles sharing one timestamp cannot be split and is
 walked on its own. Windows overlap by a second at their edges (the API does not document whether the
-bounds are inclusive); the overlap and the re-read of a split window's first page produce duplicate
-profiles, which the merge on ``user_id`` resolves.
+bounds are inclusive); the overlap and the re-reads produce duplicate profiles, which the source
+drops (first sighting wins).
 """
 
 from __future__ import annotations
@@ -74,8 +76,15 @@ def walk_concurrently(
     workers: int,
     page_size: int,
     max_pages: Optional[int] = None,
+    split_after: Optional[int] = None,
 ) -> Iterator[List[Dict[str, Any]]]:
-    """Yields pages (lists of profiles) from ``workers`` threads walking the windows."""
+    """Yields pages (lists of profiles) from ``workers`` threads walking the windows.
+
+    A window still going after ``split_after`` full pages (default 2) is big enough to be worth
+    splitting (into ``2 * workers`` parts, so that one split usually keeps every worker busy);
+    smaller ones are walked through, so a small run pays no extra requests.
+    """
+    split_after = split_after or 2
     pending: "queue.Queue[Window]" = queue.Queue()
     for window in windows:
         pending.put(window)
@@ -100,22 +109,25 @@ def walk_concurrently(
                 window = pending.get()
                 if window is None:
                     return
-                first = True
-                for page in client.iter_user_pages(window.params(base_params), max_pages=max_pages):
+                sample: List[Dict[str, Any]] = []
+                for number, page in enumerate(
+                    client.iter_user_pages(window.params(base_params), max_pages=max_pages), start=1
+                ):
                     if stop.is_set():
                         return
-                    if first and len(page) >= page_size and pending.qsize() < workers:
-                        parts = window.split(_quantiles(page, workers))
+                    pages.put(page)
+                    if number <= split_after:
+                        sample.extend(page)
+                    if number == split_after and len(page) >= page_size and pending.qsize() == 0:
+                        parts = window.split(_quantiles(sample, 2 * workers))
                         if len(parts) > 1 and all(_span(p) >= MIN_SPAN for p in parts if p.start and p.end):
                             logger.info("splitting window %s..%s into %d", window.start, window.end, len(parts))
                             with lock:
                                 state["open"] += len(parts)
                             for part in parts:
                                 pending.put(part)
-                            pages.put(page)
-                            break  # its parts re-read the rest
-                    first = False
-                    pages.put(page)
+                            break  # its parts walk the rest (and re-read what this walk read)
+                        sample = []
                 finish_window()
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             stop.set()
@@ -150,10 +162,16 @@ def walk_concurrently(
 
 
 def _quantiles(page: List[Dict[str, Any]], parts: int) -> List[datetime]:
+    """Cut points splitting the sample into ``parts``, each halfway between two distinct timestamps:
+    a batch of profiles sharing a timestamp never straddles a cut (it would be read twice)."""
     stamps = sorted({t for t in map(_timestamp, page) if t is not None})
     if len(stamps) < 2:
         return []
-    return [stamps[len(stamps) * i // parts] for i in range(1, parts)]
+    cuts = set()
+    for i in range(1, parts):
+        j = min(len(stamps) - 2, max(0, len(stamps) * i // parts - 1))
+        cuts.add(stamps[j] + (stamps[j + 1] - stamps[j]) / 2)
+    return sorted(cuts)
 
 
 def _timestamp(profile: Any) -> Optional[datetime]:
