@@ -7,9 +7,9 @@ value like any other. Warehouse differences live in :mod:`.dialects`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import sqlglot
 from sqlglot import exp
@@ -38,6 +38,8 @@ CATALOG = "affinity_catalog"
 TOP_AFFINITIES = "user_top_affinities"
 MEMBERS = "segment_members"
 MEMBERS_NEXT = "segment_members__next"
+# per-user flags of every affinity rule, computed in one pass (a temporary table where possible)
+WORK_FLAGS = "segment_user_flags__work"
 SIZES = "segment_sizes"
 OVERLAPS = "segment_overlaps"
 EVENTS = "segment_membership_events"
@@ -185,9 +187,51 @@ def model_statements(target: Target, has_config: bool = True) -> List[Statement]
 class _Context:
     target: Target
     as_of: datetime
+    flags: Dict[AffinityRule, str] = field(default_factory=dict)
 
     def since(self, days: float) -> exp.Expression:
         return dialects.timestamp(self.as_of - timedelta(days=days))
+
+    def flags_table(self) -> exp.Table:
+        return dialects.work_table(self.target, WORK_FLAGS)
+
+
+def _score_column(index: int) -> str:
+    return f"score_{index}"
+
+
+def _matched_column(index: int) -> str:
+    return f"matched_{index}"
+
+
+def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
+    """One pass over the live affinities: per user, whether it has a row matching each affinity
+    rule of the file, and per audience the best score and number of its positive matched rows.
+    Every audience is then a filter on these per-user flags, not another scan. It reads the raw
+    affinities: rows of deleted users get flags that no audience uses (audiences start from the
+    live users), which spares a join over the biggest table."""
+    target = ctx.target
+    columns: List[exp.Expression] = [exp.column("user_id", "a")]
+    for rule in {r: None for a in file.audiences for r in a.affinity_rules()}:
+        name = ctx.flags.setdefault(rule, f"rule_{len(ctx.flags)}")
+        columns.append(exp.alias_(exp.func("MAX", exp.Case(ifs=[exp.If(
+            this=affinity_condition(rule, ctx), true=exp.Literal.number(1))], default=exp.Literal.number(0))), name))
+    for index, audience in enumerate(file.audiences):
+        positive = [affinity_condition(r, ctx) for r in audience.positive_affinity_rules()]
+        if not positive:
+            continue
+        hit = exp.paren(exp.or_(*[exp.paren(p) for p in positive]))
+        columns.append(exp.alias_(exp.func("MAX", exp.Case(ifs=[exp.If(
+            this=hit.copy(), true=exp.column("score", "a"))])), _score_column(index)))
+        columns.append(exp.alias_(exp.func("SUM", exp.Case(ifs=[exp.If(
+            this=hit.copy(), true=exp.Literal.number(1))], default=exp.Literal.number(0))), _matched_column(index)))
+    names = sorted({rule.name for rule in ctx.flags})
+    return (
+        exp.select(*columns)
+        .from_(_t(target, AFFINITIES, "a"))
+        .where(exp.column("name", "a").isin(*[exp.Literal.string(n) for n in names]) if names else exp.false())
+        .group_by(exp.column("user_id", "a"))
+    )
 
 
 def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> exp.Expression:
@@ -227,10 +271,7 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
     """A condition on the user row ``u`` that is true when the user matches ``rule``."""
     user = exp.column("user_id", "u")
     if isinstance(rule, AffinityRule):
-        return exp.Exists(this=dialects.parse(
-            "SELECT 1 FROM :affinities AS a WHERE a.user_id = u.user_id AND :cond",
-            affinities=_t(ctx.target, STG_AFFINITIES), cond=affinity_condition(rule, ctx),
-        ))
+        return exp.func("COALESCE", exp.column(ctx.flags[rule], "f"), exp.Literal.number(0)).eq(1)
     if isinstance(rule, ProfileRule):
         parts: List[exp.Expression] = []
         if rule.updated_within_days is not None:
@@ -261,7 +302,9 @@ def _suppressed(suppression: Suppression, ctx: _Context) -> List[exp.Expression]
     return conditions
 
 
-def audience_insert(audience: Audience, file: AudienceFile, ctx: _Context, built_at: datetime) -> exp.Expression:
+def audience_insert(
+    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime
+) -> exp.Expression:
     """``INSERT INTO segment_members__next`` the final members of one audience."""
     target = ctx.target
     where = [rule_predicate(audience.rule, ctx)]
@@ -270,22 +313,21 @@ def audience_insert(audience: Audience, file: AudienceFile, ctx: _Context, built
 
     positive = [affinity_condition(rule, ctx) for rule in audience.positive_affinity_rules()]
     if positive:
-        scored = dialects.parse(
-            "SELECT u.user_id, MAX(a.score) AS score, COUNT(a.user_id) AS matched_affinities"
-            " FROM :users AS u LEFT JOIN :affinities AS a ON a.user_id = u.user_id AND :positive"
-            " WHERE :candidate GROUP BY u.user_id",
-            users=_t(target, STG_USERS), affinities=_t(target, STG_AFFINITIES),
-            positive=exp.paren(exp.or_(*[exp.paren(p) for p in positive])), candidate=exp.and_(*where),
-        )
+        score = exp.column(_score_column(index), "f")
+        matched = exp.func("COALESCE", exp.column(_matched_column(index), "f"), exp.Literal.number(0))
         if audience.min_score is not None:
-            scored = scored.having(exp.func("MAX", exp.column("score", "a")) >= exp.Literal.number(audience.min_score))
+            where.append(score.copy() >= exp.Literal.number(audience.min_score))
     else:
-        scored = dialects.parse(
-            "SELECT u.user_id, CAST(NULL AS DOUBLE) AS score, CAST(0 AS BIGINT) AS matched_affinities"
-            " FROM :users AS u WHERE :candidate",
-            users=_t(target, STG_USERS),
-            candidate=exp.and_(*where, *([exp.false()] if audience.min_score is not None else [])),
-        )
+        score = exp.cast(exp.null(), "DOUBLE")
+        matched = exp.Literal.number(0)
+        if audience.min_score is not None:
+            where.append(exp.false())  # no affinity rule: no score, so nobody reaches the floor
+    scored = dialects.parse(
+        "SELECT u.user_id, :score AS score, CAST(:matched AS BIGINT) AS matched_affinities"
+        " FROM :users AS u LEFT JOIN :flags AS f ON f.user_id = u.user_id WHERE :candidate",
+        users=_t(target, STG_USERS), flags=ctx.flags_table(), score=score, matched=matched,
+        candidate=exp.and_(*where),
+    )
 
     final = dialects.parse("SELECT r.user_id, r.score, r.matched_affinities FROM r")
     top = audience.top
@@ -310,8 +352,8 @@ def audience_insert(audience: Audience, file: AudienceFile, ctx: _Context, built
             positive=exp.or_(*[exp.paren(p) for p in positive]) if positive else exp.false(),
         )
     select = dialects.parse(
-        "SELECT :segment AS segment, f.user_id, f.score, f.matched_affinities, :built_at AS built_at"
-        " FROM (:final) AS f",
+        "SELECT :segment AS segment, x.user_id, x.score, x.matched_affinities, :built_at AS built_at"
+        " FROM (:final) AS x",
         segment=audience.name, built_at=dialects.timestamp(built_at), final=final,
     ).with_("r", as_=scored)
     return exp.Insert(
@@ -328,7 +370,7 @@ def segment_statements(
 ) -> List[Statement]:
     """Every statement of a segment build, in order (see :func:`.build.build_segments`)."""
     ctx = _Context(target, as_of or file.as_of or built_at)
-    names = [exp.Literal.string(a.name) for a in file.audiences]
+    segment_names = [exp.Literal.string(a.name) for a in file.audiences]
     stamp = dialects.timestamp(built_at)
     members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
     statements = [
@@ -338,8 +380,12 @@ def segment_statements(
         Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)),
         _create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
     ]
+    flags = flags_select(file, ctx)
+    statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))
+    statements.append(Statement(f"table {WORK_FLAGS}", dialects.create_work_table(target, WORK_FLAGS, flags)))
     statements += [
-        Statement(f"audience {a.name}", audience_insert(a, file, ctx, built_at)) for a in file.audiences
+        Statement(f"audience {a.name}", audience_insert(a, i, file, ctx, built_at))
+        for i, a in enumerate(file.audiences)
     ]
     statements.append(Statement("membership events", dialects.parse(
         "INSERT INTO :events (segment, user_id, event, build_id, built_at)"
@@ -350,7 +396,7 @@ def segment_statements(
         " WHERE o.segment IN :names AND NOT EXISTS"
         " (SELECT 1 FROM :next AS n WHERE n.segment = o.segment AND n.user_id = o.user_id)",
         events=events, next=nxt, members=members, build_id=build_id, stamp=stamp,
-        names=exp.Tuple(expressions=names),
+        names=exp.Tuple(expressions=segment_names),
     )))
     statements.append(Statement(f"replace {MEMBERS}", exp.delete(members, where=exp.true())))
     statements.append(Statement(f"fill {MEMBERS}", dialects.parse(
@@ -359,6 +405,7 @@ def segment_statements(
         members=members, next=nxt,
     )))
     statements.append(Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)))
+    statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))
     sizes_select = dialects.parse(
         "SELECT s.segment, COALESCE(m.members, 0) AS members, COALESCE(e.entered, 0) AS entered,"
         " COALESCE(e.exited, 0) AS exited,"
@@ -371,8 +418,8 @@ def segment_statements(
         " WHERE build_id = :build_id GROUP BY segment) AS e ON e.segment = s.segment",
         users=target.table(STG_USERS), members=members, events=events, stamp=stamp, build_id=build_id,
         segments=exp.union(
-            *[exp.select(exp.alias_(name.copy(), "segment")) for name in names], distinct=False
-        ) if len(names) > 1 else exp.select(exp.alias_(names[0].copy(), "segment")),
+            *[exp.select(exp.alias_(name.copy(), "segment")) for name in segment_names], distinct=False
+        ) if len(segment_names) > 1 else exp.select(exp.alias_(segment_names[0].copy(), "segment")),
     )
     statements += _replace_table(target, SIZES, sizes_select, f"table {SIZES}")
     statements.append(Statement(f"append {BUILDS}", dialects.parse(

@@ -7,12 +7,15 @@ returns a sqlglot expression for one dialect; user values enter only as sqlglot 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
 import sqlglot
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .compiler import Target
 
 # dlt destination type -> sqlglot dialect
 DESTINATION_DIALECTS: Dict[str, str] = {
@@ -76,6 +79,24 @@ def percentile(column: exp.Expression, fraction: float, dialect: str) -> exp.Exp
         this=exp.Anonymous(this="PERCENTILE_CONT", expressions=[exp.Literal.number(fraction)]),
         expression=exp.Order(expressions=[exp.Ordered(this=column, nulls_first=False)]),
     )
+
+
+TEMPORARY_TABLES = ("duckdb", "postgres")
+
+
+def work_table(target: "Target", name: str) -> exp.Table:
+    """Where a build's scratch table lives: a session-temporary table where the warehouse has them
+    in plain SQL (no disk writes, gone with the connection), else a table in the dataset."""
+    if target.dialect in TEMPORARY_TABLES:
+        return exp.to_table(name)
+    return target.table(name)
+
+
+def create_work_table(target: "Target", name: str, select: exp.Expression) -> exp.Expression:
+    properties = (
+        exp.Properties(expressions=[exp.TemporaryProperty()]) if target.dialect in TEMPORARY_TABLES else None
+    )
+    return exp.Create(this=work_table(target, name), kind="TABLE", expression=select, properties=properties)
 
 
 def binary_order(column: exp.Expression, dialect: str) -> exp.Expression:

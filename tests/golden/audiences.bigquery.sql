@@ -155,6 +155,187 @@ CREATE TABLE IF NOT EXISTS algolia.segment_members__next (
   built_at TIMESTAMP
 );
 
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS algolia.segment_user_flags__work;
+
+-- table segment_user_flags__work
+CREATE TABLE algolia.segment_user_flags__work AS
+SELECT
+  a.user_id,
+  MAX(
+    CASE
+      WHEN a.name = 'categories.lvl0'
+      AND a.value IN ('Kids', 'Baby', 'Toys')
+      AND a.score >= 5.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_0,
+  MAX(
+    CASE
+      WHEN a.name = 'category'
+      AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+      AND a.score >= 8.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_1,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_2,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_3,
+  MAX(
+    CASE
+      WHEN a.name = 'brand'
+      AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+      AND a.score >= 10.0
+      AND 'products_en_US' IN UNNEST(JSON_VALUE_ARRAY(a.indices, '$'))
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_4,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_5,
+  MAX(
+    CASE
+      WHEN a.name = 'category'
+      AND a.value = 'Camping'
+      AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMP)
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_6,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category'
+          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+          AND a.score >= 8.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_0,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category'
+          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+          AND a.score >= 8.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_0,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_1,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_1,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'brand'
+          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+          AND a.score >= 10.0
+          AND 'products_en_US' IN UNNEST(JSON_VALUE_ARRAY(a.indices, '$'))
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_2,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'brand'
+          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+          AND a.score >= 10.0
+          AND 'products_en_US' IN UNNEST(JSON_VALUE_ARRAY(a.indices, '$'))
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_2,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_3,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_3
+FROM algolia.user_affinities AS a
+WHERE
+  a.name IN ('brand', 'categories.lvl0', 'category')
+GROUP BY
+  a.user_id;
+
 -- audience kids_shoppers
 INSERT INTO algolia.segment_members__next (
   segment,
@@ -166,56 +347,23 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_0 AS score,
+    CAST(COALESCE(f.matched_0, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'categories.lvl0'
-        AND a.value IN ('Kids', 'Baby', 'Toys')
-        AND a.score >= 5.0
-      )
-      OR (
-        a.name = 'category'
-        AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
-        AND a.score >= 8.0
-      )
-    )
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-      )
+      COALESCE(f.rule_0, 0) = 1
+    ) OR (
+      COALESCE(f.rule_1, 0) = 1
     )
-    OR (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'category'
-          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
-          AND a.score >= 8.0
-      )
-    )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'kids_shoppers' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMP) AS built_at
 FROM (
   SELECT
@@ -223,7 +371,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience outdoor_enthusiasts
 INSERT INTO algolia.segment_members__next (
@@ -236,45 +384,18 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_1 AS score,
+    CAST(COALESCE(f.matched_1, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
-      )
-      OR (
-        a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
-      )
-    )
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
         (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value = 'Camping'
-              AND a.score >= 15.0
-          )
-        )
-        OR (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value IN ('Hiking', 'Climbing')
-              AND a.score >= 12.0
-          )
+          COALESCE(f.rule_2, 0) = 1
+        ) OR (
+          COALESCE(f.rule_3, 0) = 1
         )
       )
       AND (
@@ -288,14 +409,12 @@ WITH r AS (
       WHERE
         m.segment = 'kids_shoppers' AND m.user_id = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'outdoor_enthusiasts' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMP) AS built_at
 FROM (
   SELECT
@@ -303,7 +422,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience brand_loyalists
 INSERT INTO algolia.segment_members__next (
@@ -316,39 +435,19 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_2 AS score,
+    CAST(COALESCE(f.matched_2, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'brand'
-        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-        AND a.score >= 10.0
-        AND 'products_en_US' IN UNNEST(JSON_VALUE_ARRAY(a.indices, '$'))
-      )
-    )
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id
-        AND a.name = 'brand'
-        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-        AND a.score >= 10.0
-        AND 'products_en_US' IN UNNEST(JSON_VALUE_ARRAY(a.indices, '$'))
-    )
-  GROUP BY
-    u.user_id
+    COALESCE(f.rule_4, 0) = 1
 )
 SELECT
   'brand_loyalists' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMP) AS built_at
 FROM (
   SELECT
@@ -378,7 +477,7 @@ FROM (
       WHERE
         p.rn <= 50
     )
-) AS f;
+) AS x;
 
 -- audience lapsed_campers
 INSERT INTO algolia.segment_members__next (
@@ -391,55 +490,31 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_3 AS score,
+    CAST(COALESCE(f.matched_3, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
-      )
-    )
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'category'
-          AND a.value = 'Camping'
-          AND a.score >= 5.0
+      (
+        COALESCE(f.rule_5, 0) = 1
       )
-    )
-    AND (
-      NOT (
-        (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value = 'Camping'
-              AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMP)
+      AND (
+        NOT (
+          (
+            COALESCE(f.rule_6, 0) = 1
           )
         )
       )
     )
-  GROUP BY
-    u.user_id
-  HAVING
-    MAX(a.score) >= 5.0
+    AND f.score_3 >= 5.0
 )
 SELECT
   'lapsed_campers' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMP) AS built_at
 FROM (
   SELECT
@@ -447,7 +522,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience top_outdoor_fans
 INSERT INTO algolia.segment_members__next (
@@ -463,6 +538,8 @@ WITH r AS (
     CAST(NULL AS FLOAT64) AS score,
     CAST(0 AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     EXISTS(
       SELECT
@@ -474,9 +551,9 @@ WITH r AS (
 )
 SELECT
   'top_outdoor_fans' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMP) AS built_at
 FROM (
   SELECT
@@ -493,7 +570,7 @@ FROM (
   ) AS k
   WHERE
     k.rn <= 100
-) AS f;
+) AS x;
 
 -- membership events
 INSERT INTO algolia.segment_membership_events (
@@ -565,6 +642,9 @@ FROM algolia.segment_members__next AS n;
 
 -- drop segment_members__next
 DROP TABLE IF EXISTS algolia.segment_members__next;
+
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS algolia.segment_user_flags__work;
 
 -- drop segment_sizes
 DROP TABLE IF EXISTS algolia.segment_sizes;

@@ -160,6 +160,187 @@ CREATE TABLE IF NOT EXISTS algolia.segment_members__next (
   built_at TIMESTAMPTZ
 );
 
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS segment_user_flags__work;
+
+-- table segment_user_flags__work
+CREATE TEMPORARY TABLE segment_user_flags__work AS
+SELECT
+  a.user_id,
+  MAX(
+    CASE
+      WHEN a.name = 'categories.lvl0'
+      AND a.value IN ('Kids', 'Baby', 'Toys')
+      AND a.score >= 5.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_0,
+  MAX(
+    CASE
+      WHEN a.name = 'category'
+      AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+      AND a.score >= 8.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_1,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_2,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_3,
+  MAX(
+    CASE
+      WHEN a.name = 'brand'
+      AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+      AND a.score >= 10.0
+      AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_en_US' AS TEXT)))
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_4,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_5,
+  MAX(
+    CASE
+      WHEN a.name = 'category'
+      AND a.value = 'Camping'
+      AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMPTZ)
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_6,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category'
+          AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+          AND a.score >= 8.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_0,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category'
+          AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+          AND a.score >= 8.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_0,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_1,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_1,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'brand'
+          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+          AND a.score >= 10.0
+          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_en_US' AS TEXT)))
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_2,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'brand'
+          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+          AND a.score >= 10.0
+          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_en_US' AS TEXT)))
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_2,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_3,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_3
+FROM algolia.user_affinities AS a
+WHERE
+  a.name IN ('brand', 'categories.lvl0', 'category')
+GROUP BY
+  a.user_id;
+
 -- audience kids_shoppers
 INSERT INTO algolia.segment_members__next (
   segment,
@@ -171,56 +352,23 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_0 AS score,
+    CAST(COALESCE(f.matched_0, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'categories.lvl0'
-        AND a.value IN ('Kids', 'Baby', 'Toys')
-        AND a.score >= 5.0
-      )
-      OR (
-        a.name = 'category'
-        AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-        AND a.score >= 8.0
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-      )
+      COALESCE(f.rule_0, 0) = 1
+    ) OR (
+      COALESCE(f.rule_1, 0) = 1
     )
-    OR (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'category'
-          AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-          AND a.score >= 8.0
-      )
-    )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'kids_shoppers' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -228,7 +376,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience outdoor_enthusiasts
 INSERT INTO algolia.segment_members__next (
@@ -241,45 +389,18 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_1 AS score,
+    CAST(COALESCE(f.matched_1, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
-      )
-      OR (
-        a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
         (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value = 'Camping'
-              AND a.score >= 15.0
-          )
-        )
-        OR (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value IN ('Hiking', 'Climbing')
-              AND a.score >= 12.0
-          )
+          COALESCE(f.rule_2, 0) = 1
+        ) OR (
+          COALESCE(f.rule_3, 0) = 1
         )
       )
       AND (
@@ -293,14 +414,12 @@ WITH r AS (
       WHERE
         m.segment = 'kids_shoppers' AND m.user_id = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'outdoor_enthusiasts' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -308,7 +427,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience brand_loyalists
 INSERT INTO algolia.segment_members__next (
@@ -321,39 +440,19 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_2 AS score,
+    CAST(COALESCE(f.matched_2, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'brand'
-        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-        AND a.score >= 10.0
-        AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_en_US' AS TEXT)))
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id
-        AND a.name = 'brand'
-        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-        AND a.score >= 10.0
-        AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_en_US' AS TEXT)))
-    )
-  GROUP BY
-    u.user_id
+    COALESCE(f.rule_4, 0) = 1
 )
 SELECT
   'brand_loyalists' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -386,7 +485,7 @@ FROM (
       WHERE
         p.rn <= 50
     )
-) AS f;
+) AS x;
 
 -- audience lapsed_campers
 INSERT INTO algolia.segment_members__next (
@@ -399,55 +498,31 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_3 AS score,
+    CAST(COALESCE(f.matched_3, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
-      EXISTS(
-        SELECT
-          1
-        FROM algolia.stg_algolia__user_affinities AS a
-        WHERE
-          a.user_id = u.user_id
-          AND a.name = 'category'
-          AND a.value = 'Camping'
-          AND a.score >= 5.0
+      (
+        COALESCE(f.rule_5, 0) = 1
       )
-    )
-    AND (
-      NOT (
-        (
-          EXISTS(
-            SELECT
-              1
-            FROM algolia.stg_algolia__user_affinities AS a
-            WHERE
-              a.user_id = u.user_id
-              AND a.name = 'category'
-              AND a.value = 'Camping'
-              AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMPTZ)
+      AND (
+        NOT (
+          (
+            COALESCE(f.rule_6, 0) = 1
           )
         )
       )
     )
-  GROUP BY
-    u.user_id
-  HAVING
-    MAX(a.score) >= 5.0
+    AND f.score_3 >= 5.0
 )
 SELECT
   'lapsed_campers' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -455,7 +530,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience top_outdoor_fans
 INSERT INTO algolia.segment_members__next (
@@ -471,6 +546,8 @@ WITH r AS (
     CAST(NULL AS DOUBLE PRECISION) AS score,
     CAST(0 AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     EXISTS(
       SELECT
@@ -482,9 +559,9 @@ WITH r AS (
 )
 SELECT
   'top_outdoor_fans' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -501,7 +578,7 @@ FROM (
   ) AS k
   WHERE
     k.rn <= 100
-) AS f;
+) AS x;
 
 -- membership events
 INSERT INTO algolia.segment_membership_events (
@@ -573,6 +650,9 @@ FROM algolia.segment_members__next AS n;
 
 -- drop segment_members__next
 DROP TABLE IF EXISTS algolia.segment_members__next;
+
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS segment_user_flags__work;
 
 -- drop segment_sizes
 DROP TABLE IF EXISTS algolia.segment_sizes;

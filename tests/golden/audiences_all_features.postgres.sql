@@ -160,6 +160,293 @@ CREATE TABLE IF NOT EXISTS algolia.segment_members__next (
   built_at TIMESTAMPTZ
 );
 
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS segment_user_flags__work;
+
+-- table segment_user_flags__work
+CREATE TEMPORARY TABLE segment_user_flags__work AS
+SELECT
+  a.user_id,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_0,
+  MAX(
+    CASE
+      WHEN a.name = 'categories.lvl0'
+      AND a.value IN ('Kids', 'Baby', 'Toys')
+      AND a.score >= 5.0
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_1,
+  MAX(
+    CASE
+      WHEN a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_2,
+  MAX(
+    CASE WHEN a.name = 'brand' AND a.value IN ('LEGO', 'Fisher-Price') THEN 1 ELSE 0 END
+  ) AS rule_3,
+  MAX(
+    CASE
+      WHEN a.name = 'categories.lvl1'
+      AND a.value IN (
+        'Outdoor > Camping',
+        'Outdoor > Hiking',
+        'Outdoor > Camping > Tents, Tarps & Shelters'
+      )
+      AND a.score > 3.0
+      AND a.score < 19.0
+      AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
+      AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_4,
+  MAX(
+    CASE
+      WHEN a.name = 'category'
+      AND a.value IN ('Running', 'Running Shoes')
+      AND a.score >= 8.0
+      AND a.score <= 15.5
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_5,
+  MAX(CASE WHEN a.name = 'brand' THEN 1 ELSE 0 END) AS rule_6,
+  MAX(CASE WHEN a.name = 'price_range' AND a.value = '500+' THEN 1 ELSE 0 END) AS rule_7,
+  MAX(
+    CASE
+      WHEN a.name = 'collection'
+      AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_8,
+  MAX(CASE WHEN a.name = 'brand' AND a.value = '"Pro" Series' THEN 1 ELSE 0 END) AS rule_9,
+  MAX(
+    CASE
+      WHEN a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_10,
+  MAX(
+    CASE
+      WHEN a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
+      THEN 1
+      ELSE 0
+    END
+  ) AS rule_11,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_0,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_0,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_1,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl0'
+          AND a.value IN ('Kids', 'Baby', 'Toys')
+          AND a.score >= 5.0
+        )
+        OR (
+          a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_1,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl1'
+          AND a.value IN (
+            'Outdoor > Camping',
+            'Outdoor > Hiking',
+            'Outdoor > Camping > Tents, Tarps & Shelters'
+          )
+          AND a.score > 3.0
+          AND a.score < 19.0
+          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
+          AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_3,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'categories.lvl1'
+          AND a.value IN (
+            'Outdoor > Camping',
+            'Outdoor > Hiking',
+            'Outdoor > Camping > Tents, Tarps & Shelters'
+          )
+          AND a.score > 3.0
+          AND a.score < 19.0
+          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
+          AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_3,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'category'
+          AND a.value IN ('Running', 'Running Shoes')
+          AND a.score >= 8.0
+          AND a.score <= 15.5
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_4,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'category'
+          AND a.value IN ('Running', 'Running Shoes')
+          AND a.score >= 8.0
+          AND a.score <= 15.5
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_4,
+  MAX(CASE WHEN (
+    (
+      a.name = 'brand'
+    )
+  ) THEN a.score END) AS score_5,
+  SUM(CASE WHEN (
+    (
+      a.name = 'brand'
+    )
+  ) THEN 1 ELSE 0 END) AS matched_5,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'price_range' AND a.value = '500+'
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_6,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'price_range' AND a.value = '500+'
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_6,
+  MAX(
+    CASE
+      WHEN (
+        (
+          a.name = 'collection'
+          AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
+        )
+        OR (
+          a.name = 'brand' AND a.value = '"Pro" Series'
+        )
+        OR (
+          a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
+        )
+        OR (
+          a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
+        )
+      )
+      THEN a.score
+    END
+  ) AS score_8,
+  SUM(
+    CASE
+      WHEN (
+        (
+          a.name = 'collection'
+          AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
+        )
+        OR (
+          a.name = 'brand' AND a.value = '"Pro" Series'
+        )
+        OR (
+          a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
+        )
+        OR (
+          a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
+        )
+      )
+      THEN 1
+      ELSE 0
+    END
+  ) AS matched_8
+FROM algolia.user_affinities AS a
+WHERE
+  a.name IN (
+    'brand',
+    'categories.lvl0',
+    'categories.lvl1',
+    'category',
+    'collection',
+    'price_range'
+  )
+GROUP BY
+  a.user_id;
+
 -- audience campers
 INSERT INTO algolia.segment_members__next (
   segment,
@@ -171,27 +458,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_0 AS score,
+    CAST(COALESCE(f.matched_0, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id
-        AND a.name = 'category'
-        AND a.value = 'Camping'
-        AND a.score >= 12.0
-    )
+    COALESCE(f.rule_0, 0) = 1
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -200,14 +473,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'campers' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -215,7 +486,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience kids
 INSERT INTO algolia.segment_members__next (
@@ -228,45 +499,17 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_1 AS score,
+    CAST(COALESCE(f.matched_1, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'categories.lvl0'
-        AND a.value IN ('Kids', 'Baby', 'Toys')
-        AND a.score >= 5.0
-      )
-      OR (
-        a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id
-            AND a.name = 'categories.lvl0'
-            AND a.value IN ('Kids', 'Baby', 'Toys')
-            AND a.score >= 5.0
-        )
-      )
-      OR (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id
-            AND a.name = 'category'
-            AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-        )
+        COALESCE(f.rule_1, 0) = 1
+      ) OR (
+        COALESCE(f.rule_2, 0) = 1
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
@@ -277,14 +520,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'kids' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -292,7 +533,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience recent_campers_not_kids
 INSERT INTO algolia.segment_members__next (
@@ -308,6 +549,8 @@ WITH r AS (
     CAST(NULL AS DOUBLE PRECISION) AS score,
     CAST(0 AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
@@ -325,13 +568,7 @@ WITH r AS (
       AND (
         NOT (
           (
-            EXISTS(
-              SELECT
-                1
-              FROM algolia.stg_algolia__user_affinities AS a
-              WHERE
-                a.user_id = u.user_id AND a.name = 'brand' AND a.value IN ('LEGO', 'Fisher-Price')
-            )
+            COALESCE(f.rule_3, 0) = 1
           )
         )
       )
@@ -354,9 +591,9 @@ WITH r AS (
 )
 SELECT
   'recent_campers_not_kids' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -364,7 +601,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience fresh_french_outdoor
 INSERT INTO algolia.segment_members__next (
@@ -377,43 +614,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_3 AS score,
+    CAST(COALESCE(f.matched_3, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'categories.lvl1'
-        AND a.value IN (
-          'Outdoor > Camping',
-          'Outdoor > Hiking',
-          'Outdoor > Camping > Tents, Tarps & Shelters'
-        )
-        AND a.score > 3.0
-        AND a.score < 19.0
-        AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
-        AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id
-        AND a.name = 'categories.lvl1'
-        AND a.value IN (
-          'Outdoor > Camping',
-          'Outdoor > Hiking',
-          'Outdoor > Camping > Tents, Tarps & Shelters'
-        )
-        AND a.score > 3.0
-        AND a.score < 19.0
-        AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
-        AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
-    )
+    COALESCE(f.rule_4, 0) = 1
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -422,14 +629,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'fresh_french_outdoor' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -437,7 +642,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience runners_between
 INSERT INTO algolia.segment_members__next (
@@ -450,31 +655,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_4 AS score,
+    CAST(COALESCE(f.matched_4, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'category'
-        AND a.value IN ('Running', 'Running Shoes')
-        AND a.score >= 8.0
-        AND a.score <= 15.5
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id
-        AND a.name = 'category'
-        AND a.value IN ('Running', 'Running Shoes')
-        AND a.score >= 8.0
-        AND a.score <= 15.5
-    )
+    COALESCE(f.rule_5, 0) = 1
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -483,16 +670,13 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
-  HAVING
-    MAX(a.score) >= 9.0
+    AND f.score_4 >= 9.0
 )
 SELECT
   'runners_between' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -500,7 +684,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience top_brand_fans
 INSERT INTO algolia.segment_members__next (
@@ -513,23 +697,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_5 AS score,
+    CAST(COALESCE(f.matched_5, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id AND (
-      (
-        a.name = 'brand'
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.stg_algolia__user_affinities AS a
-      WHERE
-        a.user_id = u.user_id AND a.name = 'brand'
-    )
+    COALESCE(f.rule_6, 0) = 1
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -538,14 +712,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'top_brand_fans' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -575,7 +747,7 @@ FROM (
       WHERE
         p.rn <= 7
     )
-) AS f;
+) AS x;
 
 -- audience top_overall
 INSERT INTO algolia.segment_members__next (
@@ -588,28 +760,16 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_6 AS score,
+    CAST(COALESCE(f.matched_6, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'price_range' AND a.value = '500+'
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id AND a.name = 'price_range' AND a.value = '500+'
-        )
-      )
-      OR (
+        COALESCE(f.rule_7, 0) = 1
+      ) OR (
         u.type IN ('predictive')
       )
     )
@@ -621,14 +781,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'top_overall' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -645,7 +803,7 @@ FROM (
   ) AS k
   WHERE
     k.rn <= 25
-) AS f;
+) AS x;
 
 -- audience predictive_or_realtime
 INSERT INTO algolia.segment_members__next (
@@ -661,6 +819,8 @@ WITH r AS (
     CAST(NULL AS DOUBLE PRECISION) AS score,
     CAST(0 AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       u.last_updated_at >= CAST('2026-09-29T00:00:00+00:00' AS TIMESTAMPTZ)
@@ -677,9 +837,9 @@ WITH r AS (
 )
 SELECT
   'predictive_or_realtime' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -687,7 +847,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- audience unusual_values
 INSERT INTO algolia.segment_members__next (
@@ -700,69 +860,24 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    MAX(a.score) AS score,
-    COUNT(a.user_id) AS matched_affinities
+    f.score_8 AS score,
+    CAST(COALESCE(f.matched_8, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.stg_algolia__user_affinities AS a
-    ON a.user_id = u.user_id
-    AND (
-      (
-        a.name = 'collection'
-        AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
-      )
-      OR (
-        a.name = 'brand' AND a.value = '"Pro" Series'
-      )
-      OR (
-        a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
-      )
-      OR (
-        a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
-      )
-    )
+  LEFT JOIN segment_user_flags__work AS f
+    ON f.user_id = u.user_id
   WHERE
     (
       (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id
-            AND a.name = 'collection'
-            AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
-        )
+        COALESCE(f.rule_8, 0) = 1
       )
       OR (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id AND a.name = 'brand' AND a.value = '"Pro" Series'
-        )
+        COALESCE(f.rule_9, 0) = 1
       )
       OR (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id
-            AND a.name = 'categories.lvl1'
-            AND a.value = 'Toys > Star Wars: The Mandalorian'
-        )
+        COALESCE(f.rule_10, 0) = 1
       )
       OR (
-        EXISTS(
-          SELECT
-            1
-          FROM algolia.stg_algolia__user_affinities AS a
-          WHERE
-            a.user_id = u.user_id
-            AND a.name = 'brand'
-            AND a.value = 'O''Brien''; drop table users; --'
-        )
+        COALESCE(f.rule_11, 0) = 1
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
@@ -773,14 +888,12 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-  GROUP BY
-    u.user_id
 )
 SELECT
   'unusual_values' AS segment,
-  f.user_id,
-  f.score,
-  f.matched_affinities,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
   CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
 FROM (
   SELECT
@@ -788,7 +901,7 @@ FROM (
     r.score,
     r.matched_affinities
   FROM r
-) AS f;
+) AS x;
 
 -- membership events
 INSERT INTO algolia.segment_membership_events (
@@ -864,6 +977,9 @@ FROM algolia.segment_members__next AS n;
 
 -- drop segment_members__next
 DROP TABLE IF EXISTS algolia.segment_members__next;
+
+-- drop segment_user_flags__work
+DROP TABLE IF EXISTS segment_user_flags__work;
 
 -- drop segment_sizes
 DROP TABLE IF EXISTS algolia.segment_sizes;
