@@ -20,6 +20,7 @@ __all__ = [
     "RetriesExhaustedError",
     "ResponseFormatError",
     "PaginationError",
+    "PipelineBusyError",
 ]
 
 
@@ -57,3 +58,7 @@ class ResponseFormatError(ApiError):
 
 class PaginationError(ApiError):
     """The cursor walk did not make progress (a repeated token, endless empty pages)."""
+
+
+class PipelineBusyError(AlgoliaProfilesError):
+    """Another load of the same pipeline is running; its state must not be written twice."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import dlt
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
 
 from . import algolia_profiles
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, PipelineBusyError
 
 DEFAULT_PIPELINE_NAME = "algolia_profiles"
 DEFAULT_DATASET_NAME = "algolia"
@@ -80,19 +82,43 @@ def load_profiles(
     deleted (see :mod:`.reconcile`).
     """
     source = algolia_profiles(reconcile=reconcile, **source_args)
-    load_info = pipeline.run(source)
-    run = last_run(pipeline)
-    if reconcile:
-        from .reconcile import mark_deleted
+    with exclusive(pipeline):
+        load_info = pipeline.run(source)
+        run = last_run(pipeline)
+        if reconcile:
+            from .reconcile import mark_deleted
 
-        result = mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
-        run["deleted"] = result.deleted
+            result = mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
+            run["deleted"] = result.deleted
     return LoadResult(
         pipeline=pipeline,
         load_info=load_info,
         run=run,
         row_counts=row_counts(pipeline),
     )
+
+
+@contextmanager
+def exclusive(pipeline: Any) -> Iterator[None]:
+    """Holds an exclusive lock on the pipeline's working directory for one load.
+
+    Two loads of one pipeline at once would both write its state and load packages; the second
+    fails at once instead (nothing is fetched or written), naming the lock.
+    """
+    path = Path(pipeline.working_dir) / "algolia_profiles.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PipelineBusyError(
+                f"another load of pipeline {pipeline.pipeline_name!r} is running (lock {path}):"
+                " wait for it to finish, or give this run another --pipeline-name"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def last_run(pipeline: Any) -> Dict[str, Any]:

@@ -77,3 +77,29 @@ def test_reconcile_refuses_partial_walks(emulator, option):
 
     with pytest.raises(ConfigurationError, match="reconcile walks every profile"):
         algolia_profiles(reconcile=True, **source_args(emulator, **option))
+
+
+def test_two_loads_of_one_pipeline_at_once_do_not_both_run(emulator_factory, pipeline_factory):
+    import threading
+    import time
+
+    from algolia_profiles_source.exceptions import PipelineBusyError
+
+    emu = emulator_factory(n_users=200, latency=0.05)
+    pipeline = pipeline_factory()
+    first_done = {}
+
+    def first():
+        first_done["result"] = load_profiles(pipeline, **source_args(emu, page_size=20))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    # wait (bounded, by polling the emulator) until the first load is walking pages
+    deadline = time.monotonic() + 30
+    while not [r for r in emu.requests if r.path == "/2/users"] and time.monotonic() < deadline:
+        thread.join(timeout=0.01)
+    with pytest.raises(PipelineBusyError, match="another load of pipeline"):
+        load_profiles(pipeline, **source_args(emu, page_size=20))
+    thread.join(timeout=120)
+    assert first_done["result"].row_counts["users"] == 200
+    load_profiles(pipeline, **source_args(emu, page_size=20))  # free again afterwards
