@@ -205,3 +205,49 @@ def test_debug_logs_of_a_run_never_show_the_key(emulator, pipeline_factory, capl
     assert "retrying" in caplog.text and "GET /2/users" in caplog.text
     assert API_KEY not in caplog.text
     _no_key_anywhere(tmp_path, API_KEY)
+
+
+def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipeline_factory):
+    good = {"userID": "good-user", "type": "basic", "lastUpdatedAt": "2026-11-01T10:00:00Z",
+            "affinities": [{"name": "brand", "value": "Nike", "indices": ["i"], "score": 12, "lastUpdatedAt": "2026-11-01T10:00:00Z"}]}
+    page = {"users": [
+        good,
+        {"type": "basic", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []},  # no userID
+        {"userID": "x" * 130, "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []},  # too long
+        {"userID": "half-bad", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [
+            {"name": "brand", "value": "Adidas", "indices": ["i"], "score": 7, "lastUpdatedAt": "2026-11-01T10:00:00Z"},
+            {"name": "brand", "value": "Puma", "indices": ["i"], "score": 45, "lastUpdatedAt": "2026-11-01T10:00:00Z"}]},
+        {"userID": "nan-score", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [
+            {"name": "brand", "value": "Asics", "indices": ["i"], "score": "high"}]},
+    ]}
+    url = fake_api(json.dumps(page).encode())
+    pipeline = pipeline_factory()
+    from algolia_profiles_source.pipeline import load_profiles
+
+    result = load_profiles(pipeline, application_id=APP_ID, api_key=API_KEY, base_url=url,
+                           concurrency=1, **FAST_RETRIES)
+    assert result.run["rejected"] == 4 and result.row_counts["rejected_records"] == 4
+    with pipeline.sql_client() as client:
+        users = {r[0] for r in client.execute_sql(f"SELECT user_id FROM {client.make_qualified_table_name('users')}")}
+        affinities = {(r[0], r[1]) for r in client.execute_sql(
+            f"SELECT user_id, value FROM {client.make_qualified_table_name('user_affinities')}")}
+        reasons = [r[0] for r in client.execute_sql(
+            f"SELECT reason FROM {client.make_qualified_table_name('rejected_records')}")]
+    assert users == {"good-user", "half-bad"}
+    assert affinities == {("good-user", "Nike"), ("half-bad", "Adidas")}
+    assert sum("score" in r for r in reasons) == 1 and sum("userID" in r for r in reasons) == 2
+
+
+def test_a_page_that_is_not_json_changes_nothing(fake_api, emulator, pipeline_factory):
+    pipeline = pipeline_factory()
+    run(pipeline, emulator, page_size=50)
+    state_before = json.dumps(pipeline.state["sources"], sort_keys=True, default=str)
+    broken = fake_api(b"<html>maintenance</html>", content_type="text/html")
+    with pytest.raises(Exception) as failure:
+        run(pipeline, emulator, base_url=broken, max_attempts=2)
+    assert find(failure.value, ResponseFormatError) is not None
+    assert json.dumps(pipeline.state["sources"], sort_keys=True, default=str) == state_before
+    assert not pipeline.has_pending_data
+    from tests.conftest import assert_warehouse_equals_emulator
+
+    assert_warehouse_equals_emulator(pipeline, emulator)
