@@ -1,13 +1,14 @@
 """dlt source for Algolia Advanced Personalization user profiles.
 
-``algolia_profiles()`` reads ``GET /2/users`` page by page (cursor ``nextPageToken``) and loads:
-
-The ``profiles`` resource (one walk of the endpoint) writes two tables:
+``algolia_profiles()`` has two resources. ``profiles`` walks ``GET /2/users`` page by page (cursor
+``nextPageToken``) and writes:
 
 - ``users``: one row per profile, merged on ``user_id``;
 - ``user_affinities``: one row per (user, affinity), merged so that every reloaded user ends with
   exactly its current affinity set;
-- ``personalization_config``: the ``GET /2/config`` snapshot, replaced on each run.
+- ``rejected_records``: malformed records, with the reason (appended).
+
+``personalization_config`` writes the ``GET /2/config`` snapshot, replaced on each run.
 
 Incremental loading uses the profile's ``lastUpdatedAt``, sent as ``startDate``. The cursor is kept
 in the resource state by hand rather than with ``dlt.sources.incremental``, because the latter
@@ -44,7 +45,7 @@ from .exceptions import (
 from .query import ProfilesQuery, build_query, format_rfc3339, parse_datetime, seconds
 from .rate_limit import RateGovernor
 from .session import gc_paused
-from .windows import initial_windows, walk_concurrently
+from .windows import Window, walk_concurrently
 from .transform import (
     AFFINITIES_COLUMNS,
     AFFINITIES_PRIMARY_KEY,
@@ -259,15 +260,19 @@ def _profiles(
     profiles = 0
     rejected = 0
     seen: Optional[set] = None
+    pages_read = 0
     if concurrency > 1:
-        # one window to start: it splits at its first page's timestamps only if that page is full,
-        # so a small incremental run costs no more requests than a sequential walk
-        windows = initial_windows(query, start_after, 1, started)
-        pages = walk_concurrently(client.clone, params, windows, concurrency, query.page_size, max_pages)
+        pages = _concurrent_pages(client, query, params, concurrency, reconcile, started, overlap)
         seen = set()  # overlapping windows return some profiles twice: keep the first
     else:
         pages = client.iter_user_pages(params, max_pages=max_pages)
     for page in pages:
+        pages_read += 1
+        if max_pages is not None and pages_read > max_pages:
+            raise PaginationError(
+                f"more than max_pages={max_pages} pages: raise max_pages if the application"
+                " really holds that many profiles"
+            )
         if seen is not None:
             page = _first_sightings(page, seen)
         if not page:
@@ -308,15 +313,39 @@ def _profiles(
     }
 
 
+def _concurrent_pages(
+    client: ProfilesClient,
+    query: ProfilesQuery,
+    params: Dict[str, Any],
+    concurrency: int,
+    reconcile: bool,
+    started: datetime,
+    overlap: Any,
+) -> Iterator[List[Any]]:
+    """Pages of concurrent window walks (see :mod:`.windows`).
+
+    A profile recomputed during the walk moves to a newer window, which may already be done: the
+    next incremental run picks it up. A reconcile cannot wait for that (an unseen profile counts as
+    deleted), so it ends with one sequential walk of everything updated since it started.
+    """
+    start = Window.exact(params)
+    yield from walk_concurrently(client.clone, params, [start], concurrency, query.page_size)
+    if reconcile:
+        catch_up = dict(params, startDate=format_rfc3339(started - overlap))
+        yield from client.iter_user_pages(catch_up)
+
+
 def _first_sightings(page: List[Any], seen: set) -> List[Any]:
-    """Drops profiles already yielded in this run (hashes keep the set small)."""
+    """Drops profiles already yielded in this run; records without a usable ``userID`` pass
+    through to be quarantined."""
     fresh = []
     for profile in page:
-        key = hash(profile.get("userID")) if isinstance(profile, dict) else None
-        if key is None or key not in seen:
-            if key is not None:
-                seen.add(key)
-            fresh.append(profile)
+        user_id = profile.get("userID") if isinstance(profile, dict) else None
+        if isinstance(user_id, str):
+            if user_id in seen:
+                continue
+            seen.add(user_id)
+        fresh.append(profile)
     return fresh
 
 

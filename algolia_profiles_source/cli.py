@@ -1,4 +1,4 @@
-"""The ``algolia-profiles`` command: ``demo``, ``load`` and ``emulator``.
+"""The ``algolia-profiles`` command: ``demo``, ``load``, ``emulator``, ``segments`` and ``export``.
 
 Exit codes: 0 success, 1 the run failed (API unavailable, malformed data), 2 bad usage or
 configuration (the message says what to fix).
@@ -15,13 +15,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import click
 
+from .demo import DEMO_API_KEY, DEMO_APP_ID
 from .exceptions import AlgoliaProfilesError, ConfigurationError
 from .pipeline import DEFAULT_DATASET_NAME, DEFAULT_PIPELINE_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-DEMO_APP_ID = "DEMO_APP"
-DEMO_API_KEY = "demo-key-not-secret"
 
 
 def pipeline_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,6 +18,7 @@ from requests.exceptions import HTTPError
 from . import settings
 from .auth import AlgoliaAuth
 from .exceptions import (
+    ApiError,
     AuthenticationError,
     EndpointError,
     InvalidRequestError,
@@ -147,7 +148,9 @@ class ProfilesClient:
                 f"{where} answered 404 {message}: the Advanced Personalization API is served at"
                 f" {settings.HOST_TEMPLATE.format(region='us|eu')}; check `region` or `base_url`"
             )
-        return RetriesExhaustedError(f"GET {where} failed: HTTP {status} {message}")
+        if status >= 500:
+            return RetriesExhaustedError(f"GET {where} failed: HTTP {status} {message}")
+        return ApiError(f"GET {where} failed: HTTP {status} {message}")
 
 
 def _server_message(response: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,9 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
 
 from . import algolia_profiles
-from .exceptions import ConfigurationError, PipelineBusyError
+from .exceptions import ApiError, ConfigurationError, PipelineBusyError
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE_NAME = "algolia_profiles"
 DEFAULT_DATASET_NAME = "algolia"
@@ -83,8 +86,16 @@ def load_profiles(
     """
     source = algolia_profiles(reconcile=reconcile, **source_args)
     with exclusive(pipeline):
+        if pipeline.has_pending_data:
+            # a failed or killed run left a package: dlt finishes it and would ignore new data
+            logger.warning("finishing the load package a previous run left pending")
+            pipeline.run()
         load_info = pipeline.run(source)
         run = last_run(pipeline)
+        if run.get("load_id") not in load_info.loads_ids:
+            raise ApiError(
+                "the run did not load a new walk (dlt only finished pending packages); run again"
+            )
         if reconcile:
             from .reconcile import mark_deleted
 

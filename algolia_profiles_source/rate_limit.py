@@ -48,7 +48,6 @@ class RateGovernor:
     reset_at: Optional[float] = None
     in_flight: int = 0
     window_over: float = 0.0  # the end of the last window known to be over
-    waited_seconds: float = 0.0
     throttled: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -84,7 +83,6 @@ class RateGovernor:
                     wait = _POLL
                 else:
                     wait = min(self.reset_at - now, _MAX_RESET_WAIT) + random.uniform(0, _RESET_MARGIN)
-            self.waited_seconds += wait
             self.sleep(wait)
 
     def observe(self, headers: Mapping[str, str], throttled: bool = False) -> Optional[float]:

@@ -21,6 +21,7 @@ from .exceptions import ApiError, ConfigurationError
 from .segments import dialects
 
 USERS = "users"
+REJECTED = "rejected_records"
 
 
 @dataclass
@@ -49,6 +50,9 @@ def mark_deleted(pipeline: Any, load_id: str, min_seen_share: float = 0.5) -> Re
             query = exp.select(exp.func("COUNT", exp.Star())).from_(users.copy()).where(condition)
             return int(client.execute_sql(query.sql(dialect))[0][0])
 
+        rejected_ids = _rejected_this_load(pipeline, client, dialect, load_id)
+        if rejected_ids is not None:  # quarantined profiles were seen, just not loadable
+            other_load = exp.and_(other_load, exp.not_(exp.column("user_id").isin(query=rejected_ids)))
         seen = count(this_load)
         if seen == 0:
             raise ConfigurationError(
@@ -67,3 +71,15 @@ def mark_deleted(pipeline: Any, load_id: str, min_seen_share: float = 0.5) -> Re
         )
         client.execute_sql(update.sql(dialect))
     return ReconcileResult(load_id, live_before, seen, missing)
+
+
+def _rejected_this_load(pipeline: Any, client: Any, dialect: str, load_id: str) -> Any:
+    """User IDs the reconcile walk quarantined (or None when nothing was ever quarantined)."""
+    if REJECTED not in pipeline.default_schema.tables:
+        return None
+    table = sqlglot.parse_one(client.make_qualified_table_name(REJECTED), into=exp.Table, dialect=dialect)
+    return (
+        exp.select("user_id").from_(table)
+        .where(exp.and_(exp.column("_dlt_load_id").eq(exp.Literal.string(load_id)),
+                        exp.column("user_id").is_(exp.not_(exp.null()))))
+    )

@@ -89,7 +89,8 @@ AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
 def parse_timestamps(values: Any) -> pa.Array:
     """Parses RFC 3339 strings (any fraction, ``Z`` or offset) to UTC microsecond timestamps."""
     array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, pa.string())
-    return array.cast(_NS_TIMESTAMP).cast(TIMESTAMP, safe=False)
+    # RFC 3339 allows a lowercase `t` and `z`; Arrow's parser wants them uppercase
+    return pc.utf8_upper(array).cast(_NS_TIMESTAMP).cast(TIMESTAMP, safe=False)
 
 
 _AFFINITY_STRUCT = pa.struct(

@@ -25,48 +25,54 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from .query import ProfilesQuery, format_rfc3339, parse_datetime
+from .query import format_rfc3339, parse_datetime
 
 logger = logging.getLogger(__name__)
 
 EDGE = timedelta(seconds=1)
 MIN_SPAN = timedelta(seconds=2)
-# profiles expire 90 days after their last update; older ones fall in the open first window
-HISTORY = timedelta(days=91)
 
 
 @dataclass(frozen=True)
 class Window:
-    """Profiles with ``start < lastUpdatedAt <= end``; ``None`` is open-ended."""
+    """Profiles updated between ``start`` and ``end`` (``None``: open-ended).
+
+    The run's own bounds (``exact_*``) are sent as given; a cut made by splitting is widened by
+    :data:`EDGE` on both sides, so that nothing falls between two windows.
+    """
 
     start: Optional[datetime]
     end: Optional[datetime]
+    exact_start: bool = True
+    exact_end: bool = True
+
+    @classmethod
+    def exact(cls, params: Dict[str, Any]) -> "Window":
+        """The window of a run's parameters (its ``startDate``/``endDate``)."""
+        return cls(
+            parse_datetime(params.get("startDate"), "startDate"),
+            parse_datetime(params.get("endDate"), "endDate"),
+        )
 
     def params(self, base: Dict[str, Any]) -> Dict[str, Any]:
         params = {k: v for k, v in base.items() if k not in ("startDate", "endDate")}
         if self.start is not None:
-            params["startDate"] = format_rfc3339(self.start - EDGE)
+            params["startDate"] = format_rfc3339(self.start if self.exact_start else self.start - EDGE)
         if self.end is not None:
-            params["endDate"] = format_rfc3339(self.end + EDGE)
+            params["endDate"] = format_rfc3339(self.end if self.exact_end else self.end + EDGE)
         return params
 
     def split(self, cuts: Sequence[datetime]) -> List["Window"]:
         inner = sorted({c for c in cuts if (self.start is None or c > self.start) and (self.end is None or c < self.end)})
+        if not inner:
+            return [self]
         bounds: List[Optional[datetime]] = [self.start, *inner, self.end]
-        return [Window(a, b) for a, b in zip(bounds, bounds[1:])]
-
-
-def initial_windows(query: ProfilesQuery, start_after: Optional[datetime], count: int, now: datetime) -> List[Window]:
-    """``count`` equal windows between the effective start (or 91 days ago) and the end (or now)."""
-    start = query.start_date if start_after is None or (query.start_date and query.start_date > start_after) else start_after
-    end = query.end_date
-    lo = start or (now - HISTORY)
-    hi = end or now
-    if count <= 1 or hi - lo < MIN_SPAN * count:
-        return [Window(start, end)]
-    step = (hi - lo) / count
-    cuts = [lo + step * i for i in range(1, count)]
-    return Window(start, end).split(cuts)
+        last = len(bounds) - 2
+        return [
+            Window(a, b, exact_start=self.exact_start if i == 0 else False,
+                   exact_end=self.exact_end if i == last else False)
+            for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+        ]
 
 
 def walk_concurrently(
@@ -75,7 +81,6 @@ def walk_concurrently(
     windows: List[Window],
     workers: int,
     page_size: int,
-    max_pages: Optional[int] = None,
     split_after: Optional[int] = None,
 ) -> Iterator[List[Dict[str, Any]]]:
     """Yields pages (lists of profiles) from ``workers`` threads walking the windows.
@@ -103,15 +108,15 @@ def walk_concurrently(
                 pending.put(None)  # type: ignore[arg-type]
 
     def work() -> None:
-        client = make_client()
         try:
+            client = make_client()
             while not stop.is_set():
                 window = pending.get()
                 if window is None:
                     return
                 sample: List[Dict[str, Any]] = []
                 for number, page in enumerate(
-                    client.iter_user_pages(window.params(base_params), max_pages=max_pages), start=1
+                    client.iter_user_pages(window.params(base_params)), start=1
                 ):
                     if stop.is_set():
                         return

@@ -207,7 +207,8 @@ def test_debug_logs_of_a_run_never_show_the_key(emulator, pipeline_factory, capl
     _no_key_anywhere(tmp_path, API_KEY)
 
 
-def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipeline_factory):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipeline_factory, concurrency):
     good = {"userID": "good-user", "type": "basic", "lastUpdatedAt": "2026-11-01T10:00:00Z",
             "affinities": [{"name": "brand", "value": "Nike", "indices": ["i"], "score": 12, "lastUpdatedAt": "2026-11-01T10:00:00Z"}]}
     page = {"users": [
@@ -219,14 +220,15 @@ def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipel
             {"name": "brand", "value": "Puma", "indices": ["i"], "score": 45, "lastUpdatedAt": "2026-11-01T10:00:00Z"}]},
         {"userID": "nan-score", "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": [
             {"name": "brand", "value": "Asics", "indices": ["i"], "score": "high"}]},
+        {"userID": ["not", "a", "string"], "lastUpdatedAt": "2026-11-01T10:00:00Z", "affinities": []},
     ]}
     url = fake_api(json.dumps(page).encode())
     pipeline = pipeline_factory()
     from algolia_profiles_source.pipeline import load_profiles
 
     result = load_profiles(pipeline, application_id=APP_ID, api_key=API_KEY, base_url=url,
-                           concurrency=1, **FAST_RETRIES)
-    assert result.run["rejected"] == 4 and result.row_counts["rejected_records"] == 4
+                           concurrency=concurrency, **FAST_RETRIES)
+    assert result.run["rejected"] == 5 and result.row_counts["rejected_records"] == 5
     with pipeline.sql_client() as client:
         users = {r[0] for r in client.execute_sql(f"SELECT user_id FROM {client.make_qualified_table_name('users')}")}
         affinities = {(r[0], r[1]) for r in client.execute_sql(
@@ -236,6 +238,7 @@ def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipel
     assert users == {"good-user", "half-bad"}
     assert affinities == {("good-user", "Nike"), ("half-bad", "Adidas")}
     assert sum("score" in r for r in reasons) == 1 and sum("userID" in r for r in reasons) == 2
+    assert sum("not shaped like" in r for r in reasons) == 2
 
 
 def test_a_page_that_is_not_json_changes_nothing(fake_api, emulator, pipeline_factory):
@@ -251,3 +254,9 @@ def test_a_page_that_is_not_json_changes_nothing(fake_api, emulator, pipeline_fa
     from tests.conftest import assert_warehouse_equals_emulator
 
     assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+def test_one_profile_by_id_with_reserved_characters(emulator):
+    client = ProfilesClient(emulator.base_url, APP_ID, API_KEY, **FAST_RETRIES)
+    user_id = next(p["userID"] for p in emulator.store.users() if "/" in p["userID"] or "+" in p["userID"])
+    assert client.get_user(user_id) == emulator.store.get(user_id)

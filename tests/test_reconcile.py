@@ -103,3 +103,24 @@ def test_two_loads_of_one_pipeline_at_once_do_not_both_run(emulator_factory, pip
     thread.join(timeout=120)
     assert first_done["result"].row_counts["users"] == 200
     load_profiles(pipeline, **source_args(emu, page_size=20))  # free again afterwards
+
+
+def test_reconcile_after_a_pending_package_marks_only_the_really_deleted(emulator_factory, pipeline_factory):
+    from algolia_profiles_source import algolia_profiles
+
+    emu = emulator_factory(n_users=300)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=100)
+    from tests.test_source_e2e import _apply_changes
+
+    _apply_changes(emu)
+    pipeline.extract(algolia_profiles(**source_args(emu, page_size=100)))  # a run that died before loading
+    pipeline.normalize()
+    assert pipeline.has_pending_data
+    gone = [p["userID"] for p in emu.store.users()[::50]]
+    for user_id in gone:
+        emu.store.delete(user_id)
+    result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=100))
+    assert result.run["deleted"] == len(gone)
+    assert deleted_users(pipeline) == set(gone)
+    assert live_view(pipeline) == expected_snapshot(emu.store.users())

@@ -242,3 +242,26 @@ def test_concurrent_windows_are_exact_under_faults(emulator_factory, pipeline_fa
     assert_warehouse_equals_emulator(pipeline, emu)
     assert all(c.params.get("startDate") for c in api_calls(emu))
     assert second.run["profiles"] < 0.3 * len(emu.store)
+
+
+def test_concurrent_backfill_keeps_the_window_bounds_exact(emulator_factory, pipeline_factory):
+    emu = emulator_factory(n_users=600)
+    stamps = sorted(p["lastUpdatedAt"] for p in emu.store.users())
+    start, end = stamps[100], stamps[450]
+    loaded = {}
+    for concurrency in (1, 4):
+        pipeline = pipeline_factory()
+        run(pipeline, emu, page_size=20, start_date=start, end_date=end, concurrency=concurrency)
+        with pipeline.sql_client() as client:
+            loaded[concurrency] = {r[0] for r in client.execute_sql(
+                f"SELECT user_id FROM {client.make_qualified_table_name('users')}")}
+    from tests.conftest import ts
+
+    inside = {p["userID"] for p in emu.store.users() if ts(start) < ts(p["lastUpdatedAt"]) < ts(end)}
+    assert loaded[1] == inside and loaded[4] == inside
+
+
+def test_max_pages_caps_the_whole_run_also_with_windows(emulator_factory, pipeline_factory):
+    emu = emulator_factory(n_users=400)
+    with pytest.raises(Exception, match="max_pages=3"):
+        run(pipeline_factory(), emu, page_size=10, max_pages=3, concurrency=4)

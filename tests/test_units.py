@@ -153,22 +153,20 @@ def test_backoff_grows_has_jitter_and_a_floor():
     assert len({session._backoff(3) for _ in range(20)}) > 1
 
 
-def test_windows_overlap_their_edges_and_split_at_cuts():
+def test_windows_keep_the_run_bounds_exact_and_overlap_their_cuts():
     from datetime import timedelta
 
-    from algolia_profiles_source.query import ProfilesQuery
-    from algolia_profiles_source.windows import Window, initial_windows
+    from algolia_profiles_source.windows import Window
 
     t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    window = Window(t0, t0 + timedelta(days=1))
-    assert window.params({"limit": 5, "startDate": "x"}) == {
-        "limit": 5, "startDate": "2026-10-31T23:59:59Z", "endDate": "2026-11-02T00:00:01Z"}
-    parts = window.split([t0 + timedelta(hours=6), t0 - timedelta(hours=1), t0 + timedelta(hours=6)])
-    assert parts == [Window(t0, t0 + timedelta(hours=6)), Window(t0 + timedelta(hours=6), t0 + timedelta(days=1))]
-    query = ProfilesQuery(base_url="https://x", region="us")
-    full = initial_windows(query, None, 4, t0)
-    assert full[0].start is None and full[-1].end is None and len(full) == 4  # open ends catch everything
-    assert all(a.end == b.start for a, b in zip(full, full[1:]))
-    incremental = initial_windows(query, t0 - timedelta(hours=2), 4, t0)
-    assert incremental[0].start == t0 - timedelta(hours=2) and len(incremental) == 4
-    assert initial_windows(query, t0 - timedelta(seconds=3), 4, t0) == [Window(t0 - timedelta(seconds=3), None)]
+    window = Window.exact({"startDate": "2026-11-01T00:00:00Z", "endDate": "2026-11-02T00:00:00Z"})
+    assert window.params({"limit": 5}) == {
+        "limit": 5, "startDate": "2026-11-01T00:00:00Z", "endDate": "2026-11-02T00:00:00Z"}
+    cut = t0 + timedelta(hours=6)
+    first, second = window.split([cut, t0 - timedelta(hours=1), cut])
+    assert first.params({}) == {"startDate": "2026-11-01T00:00:00Z", "endDate": "2026-11-01T06:00:01Z"}
+    assert second.params({}) == {"startDate": "2026-11-01T05:59:59Z", "endDate": "2026-11-02T00:00:00Z"}
+    assert window.split([t0 - timedelta(days=1)]) == [window]  # a cut outside changes nothing
+    open_ended = Window.exact({})
+    assert [w.params({}) for w in open_ended.split([cut])] == [
+        {"endDate": "2026-11-01T06:00:01Z"}, {"startDate": "2026-11-01T05:59:59Z"}]

@@ -22,8 +22,6 @@ from . import dialects
 from .compiler import (
     AFFINITIES,
     CONFIG,
-    MEMBERS,
-    OVERLAPS,
     SIZES,
     Statement,
     Target,
@@ -31,7 +29,7 @@ from .compiler import (
     model_statements,
     segment_statements,
 )
-from .definitions import AudienceFile, load_definitions, parse_definitions, read_file
+from .definitions import AudienceFile, load_definitions, parse_definitions
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional
 
-import sqlglot
 from sqlglot import exp
 
 from . import dialects
@@ -20,7 +19,6 @@ from .definitions import (
     Audience,
     AudienceFile,
     AudienceRule,
-    GroupRule,
     ProfileRule,
     Rule,
     Suppression,
@@ -44,8 +42,6 @@ SIZES = "segment_sizes"
 OVERLAPS = "segment_overlaps"
 EVENTS = "segment_membership_events"
 BUILDS = "segment_builds"
-MODEL_TABLES = (STG_USERS, STG_AFFINITIES, STG_CONFIG, INDEX_COVERAGE, CATALOG, TOP_AFFINITIES)
-SEGMENT_TABLES = (MEMBERS, SIZES, OVERLAPS, EVENTS, BUILDS)
 
 TOP_AFFINITIES_PER_NAME = 3
 
@@ -278,7 +274,8 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
             parts.append(exp.column("last_updated_at", "u") >= ctx.since(rule.updated_within_days))
         if rule.types:
             parts.append(exp.column("type", "u").isin(*[exp.Literal.string(t) for t in rule.types]))
-        return exp.and_(*parts)
+        # a missing type or timestamp never matches, also under `none` (NOT NULL is not true)
+        return exp.func("COALESCE", exp.paren(exp.and_(*parts)), exp.false())
     if isinstance(rule, AudienceRule):
         return _member_of(ctx, rule.audience, user)
     children = [exp.paren(rule_predicate(child, ctx), copy=False) for child in rule.rules]

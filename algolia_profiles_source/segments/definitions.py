@@ -165,12 +165,6 @@ class AudienceFile:
     def names(self) -> List[str]:
         return [a.name for a in self.audiences]
 
-    def suppression_tables(self) -> List[Tuple[str, str]]:
-        tables = list(self.suppression.tables)
-        for audience in self.audiences:
-            tables.extend(audience.suppress.tables)
-        return sorted(set(tables))
-
 
 def read_file(path: Union[str, Path]) -> Dict[str, Any]:
     """Reads a TOML or YAML audience file into plain data."""

@@ -25,7 +25,6 @@ DESTINATION_DIALECTS: Dict[str, str] = {
     "bigquery": "bigquery",
     "snowflake": "snowflake",
 }
-SUPPORTED = ("duckdb", "postgres", "bigquery", "snowflake")
 
 
 def dialect_for_destination(destination_type: str) -> str:

@@ -399,7 +399,9 @@ WITH r AS (
         )
       )
       AND (
-        u.last_updated_at >= CAST('2026-10-29T06:00:00+00:00' AS TIMESTAMPTZ)
+        COALESCE((
+          u.last_updated_at >= CAST('2026-10-29T06:00:00+00:00' AS TIMESTAMPTZ)
+        ), FALSE)
       )
     )
     AND NOT EXISTS(

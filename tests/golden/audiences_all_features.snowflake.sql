@@ -244,6 +244,7 @@ SELECT
       ELSE 0
     END
   ) AS rule_11,
+  MAX(CASE WHEN a.name = 'color' THEN 1 ELSE 0 END) AS rule_12,
   MAX(
     CASE
       WHEN (
@@ -433,7 +434,17 @@ SELECT
       THEN 1
       ELSE 0
     END
-  ) AS matched_8
+  ) AS matched_8,
+  MAX(CASE WHEN (
+    (
+      a.name = 'color'
+    )
+  ) THEN a.score END) AS score_9,
+  SUM(CASE WHEN (
+    (
+      a.name = 'color'
+    )
+  ) THEN 1 ELSE 0 END) AS matched_9
 FROM algolia.user_affinities AS a
 WHERE
   a.name IN (
@@ -442,6 +453,7 @@ WHERE
     'categories.lvl1',
     'category',
     'collection',
+    'color',
     'price_range'
   )
 GROUP BY
@@ -563,7 +575,9 @@ WITH r AS (
         )
       )
       AND (
-        u.last_updated_at >= CAST('2026-10-29T00:00:00+00:00' AS TIMESTAMPTZ)
+        COALESCE((
+          u.last_updated_at >= CAST('2026-10-29T00:00:00+00:00' AS TIMESTAMPTZ)
+        ), FALSE)
       )
       AND (
         NOT (
@@ -769,8 +783,11 @@ WITH r AS (
     (
       (
         COALESCE(f.rule_7, 0) = 1
-      ) OR (
-        u.type IN ('predictive')
+      )
+      OR (
+        COALESCE((
+          u.type IN ('predictive')
+        ), FALSE)
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
@@ -822,9 +839,12 @@ WITH r AS (
   LEFT JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
-    (
-      u.last_updated_at >= CAST('2026-09-29T00:00:00+00:00' AS TIMESTAMPTZ)
-      AND u.type IN ('predictive', 'realtime')
+    COALESCE(
+      (
+        u.last_updated_at >= CAST('2026-09-29T00:00:00+00:00' AS TIMESTAMPTZ)
+        AND u.type IN ('predictive', 'realtime')
+      ),
+      FALSE
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
@@ -903,6 +923,60 @@ FROM (
   FROM r
 ) AS x;
 
+-- audience not_basic_profiles
+INSERT INTO algolia.segment_members__next (
+  segment,
+  user_id,
+  score,
+  matched_affinities,
+  built_at
+)
+WITH r AS (
+  SELECT
+    u.user_id,
+    f.score_9 AS score,
+    CAST(COALESCE(f.matched_9, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.stg_algolia__users AS u
+  LEFT JOIN algolia.segment_user_flags__work AS f
+    ON f.user_id = u.user_id
+  WHERE
+    (
+      (
+        NOT (
+          (
+            COALESCE((
+              u.type IN ('basic')
+            ), FALSE)
+          )
+        )
+      )
+      AND (
+        COALESCE(f.rule_12, 0) = 1
+      )
+    )
+    AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
+    AND NOT EXISTS(
+      SELECT
+        1
+      FROM algolia.crm_opted_out AS s
+      WHERE
+        CAST(s.user_token AS VARCHAR) = u.user_id
+    )
+)
+SELECT
+  'not_basic_profiles' AS segment,
+  x.user_id,
+  x.score,
+  x.matched_affinities,
+  CAST('2026-11-28T06:00:00+00:00' AS TIMESTAMPTZ) AS built_at
+FROM (
+  SELECT
+    r.user_id,
+    r.score,
+    r.matched_affinities
+  FROM r
+) AS x;
+
 -- membership events
 INSERT INTO algolia.segment_membership_events (
   segment,
@@ -944,7 +1018,8 @@ WHERE
     'top_brand_fans',
     'top_overall',
     'predictive_or_realtime',
-    'unusual_values'
+    'unusual_values',
+    'not_basic_profiles'
   )
   AND NOT EXISTS(
     SELECT
@@ -1025,6 +1100,9 @@ FROM (
   UNION ALL
   SELECT
     'unusual_values' AS segment
+  UNION ALL
+  SELECT
+    'not_basic_profiles' AS segment
 ) AS s
 LEFT JOIN (
   SELECT
