@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
@@ -381,6 +382,8 @@ def _errors_as_exit_codes() -> Iterator[None]:
     except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
         raise
     except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
+        if os.environ.get("ALGOLIA_PROFILES_TRACEBACK"):
+            traceback.print_exc()
         ours = _find(error, AlgoliaProfilesError)
         if ours is not None:
             code = EXIT_USAGE if isinstance(ours, ConfigurationError) else EXIT_FAILED
@@ -392,8 +395,6 @@ def _errors_as_exit_codes() -> Iterator[None]:
         if config_error is not None:
             click.echo(f"error: configuration: {config_error}", err=True)
             raise SystemExit(EXIT_USAGE) from None
-        if os.environ.get("ALGOLIA_PROFILES_TRACEBACK"):
-            raise
         click.echo(f"error: {type(error).__name__}: {error}", err=True)
         raise SystemExit(EXIT_FAILED) from None
 

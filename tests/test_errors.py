@@ -191,7 +191,11 @@ def test_cli_exit_codes_and_messages_never_show_the_key(emulator, tmp_path):
     missing = _cli(["load"], tmp_path, {"SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url})
     assert missing.returncode == 2 and "api_key" in missing.stderr.lower()
 
-    outputs = [p.stdout + p.stderr for p in (ok, bad, region, dest, missing)]
+    traced = _cli(["load"], tmp_path, {**good, "SOURCES__ALGOLIA_PROFILES__API_KEY": wrong_key,
+                                        "ALGOLIA_PROFILES_TRACEBACK": "1"})
+    assert traced.returncode == 2 and "Traceback" in traced.stderr  # the whole chain, dlt's included
+
+    outputs = [p.stdout + p.stderr for p in (ok, bad, region, dest, missing, traced)]
     _no_key_anywhere(tmp_path, API_KEY, *outputs)
     _no_key_anywhere(tmp_path, wrong_key, *outputs)
 
