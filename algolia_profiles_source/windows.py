@@ -10,10 +10,11 @@ The walk starts with one window. A window still going after a few full pages is 
 quantiles of the timestamps read so far (a random sample of the window, since pages are ordered by
 ``userID``) while no other window is waiting. A small incremental run therefore costs what a
 sequential walk costs, and a large export fans out after its first few requests; the pages a split
-window already read are read again by its parts (a few percent of a large export). A batch of profiles sharing one timestamp cannot be split and is
-walked on its own. Windows overlap by a second at their edges (the API does not document whether the
-bounds are inclusive); the overlap and the re-reads produce duplicate profiles, which the source
-drops (first sighting wins).
+window already read are read again by its parts (a few percent of a large export). A batch of
+profiles sharing one timestamp cannot be split and is walked on its own. Cuts are widened by a
+second on each side (the API does not document whether its bounds are inclusive), while the run's
+own ``startDate``/``endDate`` are sent exactly; the overlaps and re-reads produce duplicate
+profiles, which the source drops (first sighting wins).
 """
 
 from __future__ import annotations
