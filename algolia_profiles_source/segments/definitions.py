@@ -104,44 +104,24 @@ class Audience:
 
     def references(self) -> List[str]:
         """Audiences this one depends on (through ``audience`` rules and ``exclude``)."""
-        found: List[str] = list(self.exclude)
-
-        def walk(rule: Rule) -> None:
-            if isinstance(rule, AudienceRule):
-                found.append(rule.audience)
-            elif isinstance(rule, GroupRule):
-                for child in rule.rules:
-                    walk(child)
-
-        walk(self.rule)
-        return found
+        return list(self.exclude) + [r.audience for r in _leaves(self.rule, AudienceRule)]
 
     def positive_affinity_rules(self) -> List[AffinityRule]:
         """Affinity rules not inside a ``none``: the rows that give a member its score."""
-        found: List[AffinityRule] = []
-
-        def walk(rule: Rule) -> None:
-            if isinstance(rule, AffinityRule):
-                found.append(rule)
-            elif isinstance(rule, GroupRule) and rule.kind != "none":
-                for child in rule.rules:
-                    walk(child)
-
-        walk(self.rule)
-        return found
+        return _leaves(self.rule, AffinityRule, enter_none=False)
 
     def affinity_rules(self) -> List[AffinityRule]:
-        found: List[AffinityRule] = []
+        """Every affinity rule of the audience, ``none`` groups included."""
+        return _leaves(self.rule, AffinityRule)
 
-        def walk(rule: Rule) -> None:
-            if isinstance(rule, AffinityRule):
-                found.append(rule)
-            elif isinstance(rule, GroupRule):
-                for child in rule.rules:
-                    walk(child)
 
-        walk(self.rule)
-        return found
+def _leaves(rule: Rule, kind: type, enter_none: bool = True) -> List[Any]:
+    """The rules of type ``kind`` in ``rule``'s tree, in order."""
+    if isinstance(rule, kind):
+        return [rule]
+    if isinstance(rule, GroupRule) and (enter_none or rule.kind != "none"):
+        return [leaf for child in rule.rules for leaf in _leaves(child, kind, enter_none)]
+    return []
 
 
 @dataclass(frozen=True)
