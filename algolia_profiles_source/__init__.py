@@ -308,9 +308,12 @@ def _profiles(
         "reconcile": reconcile,
         "initial": initial,
         "load_id": load_id,
+        "overlap_seconds": overlap.total_seconds(),
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
+    if reconcile:
+        state["last_reconcile_at"] = state["last_run"]["finished_at"]
 
 
 def _concurrent_pages(

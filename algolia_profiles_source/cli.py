@@ -374,6 +374,56 @@ def export(audience: str, pipeline_name: str, destination: str, dataset_name: st
                        f" ({'kept' if keep_unmatched else 'left out'}); {result.opted_out:,} opted out (left out)")
 
 
+@cli.command("status")
+@pipeline_options
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status_command(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str], as_json: bool) -> None:
+    """Last load, cursor and overlap, row counts, audiences, and whether a reconcile is due."""
+    import json
+
+    from .status import status
+
+    with _errors_as_exit_codes():
+        info = status(_pipeline(pipeline_name, destination, dataset_name, workdir))
+        if as_json:
+            click.echo(json.dumps(info, default=str, indent=2))
+            return
+        run = info["last_run"]
+        click.echo(f"pipeline {info['pipeline']} -> {info['destination']}:{info['dataset']} ({info['working_dir']})")
+        if not run:
+            click.echo("no load yet: run `algolia-profiles load` (or the demo)")
+            return
+        click.echo(
+            f"last load: {run.get('started_at')} -> {run.get('finished_at')}, {run.get('profiles', 0):,} profiles,"
+            f" {run.get('requests', 0)} requests, {run.get('retries', 0)} retries, {run.get('throttled', 0)} throttled,"
+            f" {run.get('rejected', 0)} rejected{' (reconcile)' if run.get('reconcile') else ''}"
+        )
+        click.echo(f"cursor: {info['cursor']} (next run starts at {info['next_start_date']})")
+        click.echo(f"reconcile: last {info['last_reconcile_at'] or 'never'}, {'due' if info['reconcile_due'] else 'not due'}")
+        if info["pending_packages"]:
+            click.echo("pending: a load package is waiting; the next load finishes it first")
+        _echo_counts(info["tables"])
+        if info["audiences"]:
+            _print_table("Audiences", info["audiences"], ("segment", "members", "entered", "exited"))
+
+
+@cli.command("doctor")
+@pipeline_options
+@click.option("--region", default=None, help="Region to check [config: sources.algolia_profiles.region].")
+@click.option("--base-url", default=None, help="Host to check [config: sources.algolia_profiles.base_url].")
+def doctor_command(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str],
+                   region: Optional[str], base_url: Optional[str]) -> None:
+    """Check config files, credentials and ACLs (one cheap request), region and the destination."""
+    from .status import doctor
+
+    with _errors_as_exit_codes():
+        checks = doctor(_pipeline(pipeline_name, destination, dataset_name, workdir), region, base_url)
+        for check in checks:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        if not all(check.ok for check in checks):
+            raise SystemExit(EXIT_USAGE)
+
+
 @contextmanager
 def _errors_as_exit_codes() -> Iterator[None]:
     """Prints the first error of ours (or dlt's config error) and exits 1 or 2; no traceback."""

@@ -78,7 +78,9 @@ class AlgoliaSession(requests.Session):
             self.stats["requests"] += 1
             response: Optional[requests.Response] = None
             try:
-                response = super().send(request, **kwargs)  # runs the raise-for-status hook
+                response = super().send(request, **kwargs)  # runs dlt's raise-for-status hook, if set
+                if response.status_code >= 400:  # RESTClient.get/request set no hook: same policy
+                    raise HTTPError(f"HTTP {response.status_code}", response=response)
                 self.governor.observe(response.headers)
                 _parse_json_once(response)
                 return response

@@ -264,3 +264,14 @@ def test_one_profile_by_id_with_reserved_characters(emulator):
     client = ProfilesClient(emulator.base_url, APP_ID, API_KEY, **FAST_RETRIES)
     user_id = next(p["userID"] for p in emulator.store.users() if "/" in p["userID"] or "+" in p["userID"])
     assert client.get_user(user_id) == emulator.store.get(user_id)
+
+
+def test_config_requests_follow_the_same_retry_and_error_policy(emulator_factory):
+    emulator = emulator_factory(rate_window=1.0)  # a 429 waits for the window to reset
+    client = ProfilesClient(emulator.base_url, APP_ID, "wrong-key", **FAST_RETRIES)
+    with pytest.raises(AuthenticationError):
+        client.get_config()
+    client = ProfilesClient(emulator.base_url, APP_ID, API_KEY, **FAST_RETRIES)
+    emulator.inject("500", "503_html", "429")
+    assert "indices" in client.get_config()
+    assert client.stats["retries"] == 3
