@@ -8,7 +8,6 @@ from __future__ import annotations
 import pendulum
 from airflow.decorators import dag
 
-from dlt.common import pendulum as dlt_pendulum  # noqa: F401  (dlt's pinned pendulum)
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 
