@@ -1,5 +1,6 @@
-"""SIGKILL at random moments (walking pages, normalizing, loading), ten times in a row: every rerun
-completes, nothing is lost or duplicated, and the API key is in no file the runs left behind."""
+"""SIGKILL at random moments of a full walk (starting, walking pages, normalizing, loading, marking
+deletions), ten times in a row: every rerun completes, nothing is lost or duplicated, and the API
+key is in no file the runs left behind."""
 
 from __future__ import annotations
 
@@ -34,13 +35,18 @@ def _load_command(tmp_path: Path, emu) -> tuple[list, dict]:
 def test_killed_loads_resume_exactly(emulator_factory, tmp_path):
     emu = emulator_factory(n_users=1500, latency=0.02)
     command, env = _load_command(tmp_path, emu)
+    full_walk = command + ["--reconcile"]  # every killed run walks every profile: long enough to hit
+    assert subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    started = time.monotonic()
+    assert subprocess.run(full_walk, env=env, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    duration = time.monotonic() - started
     rng = random.Random(4)
     killed_while_running = 0
     for cycle in range(10):
         if cycle % 3 == 1:
             _apply_changes(emu)  # new data between crashes: the cursor must not skip it
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + rng.uniform(0.3, 4.0)
+        process = subprocess.Popen(full_walk, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + rng.uniform(0.25, 0.95) * duration  # start-up, walk, normalize, load
         while process.poll() is None and time.monotonic() < deadline:
             try:
                 process.wait(timeout=0.02)
@@ -55,7 +61,7 @@ def test_killed_loads_resume_exactly(emulator_factory, tmp_path):
         assert rerun.returncode == 0, rerun.stderr
         pipeline = make_pipeline(workdir=str(tmp_path / "work"))
         assert_warehouse_equals_emulator(pipeline, emu)
-    assert killed_while_running >= 6  # most cycles really were interrupted
+    assert killed_while_running >= 7  # most cycles really were interrupted
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), f"API key written to {path}"
