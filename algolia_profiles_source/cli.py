@@ -1,4 +1,5 @@
-"""The ``algolia-profiles`` command: ``demo``, ``load``, ``emulator``, ``segments`` and ``export``.
+"""The ``algolia-profiles`` command: ``demo``, ``load``, ``emulator``, ``segments``, ``export``,
+``report``, ``status`` and ``doctor``.
 
 Exit codes: 0 success, 1 the run failed (API unavailable, malformed data), 2 bad usage or
 configuration (the message says what to fix).
@@ -422,6 +423,20 @@ def doctor_command(pipeline_name: str, destination: str, dataset_name: str, work
             click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
         if not all(check.ok for check in checks):
             raise SystemExit(EXIT_USAGE)
+
+
+@cli.command("report")
+@pipeline_options
+@click.option("--output", default="audience_report.html", type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def report_command(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str],
+                   output: str, overwrite: bool) -> None:
+    """Write a self-contained HTML audience report (charts, no network needed to view it)."""
+    from .report import write_report
+
+    with _errors_as_exit_codes():
+        path = write_report(_pipeline(pipeline_name, destination, dataset_name, workdir), output, overwrite)
+        click.echo(f"Wrote {path.resolve()}")
 
 
 @contextmanager
