@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,9 +129,13 @@ def load(
         "end_date": end_date,
         "page_size": page_size,
     }
-    with _errors_as_exit_codes():
+    from .progress import Reporter, reporting
+
+    with _errors_as_exit_codes(), reporting(Reporter()) as progress:
         pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
+        progress.stage(f"walking {'every profile (reconcile)' if reconcile else 'profiles'} of the API...")
         result = load_profiles(pipeline, reconcile=reconcile, **{k: v for k, v in args.items() if v is not None})
+        progress.stage(f"walk and load done in {time.monotonic() - progress.started:,.1f}s")
         run = result.run
         click.echo(
             f"Loaded {run.get('profiles', 0)} profiles in {run.get('pages', 0)} pages"

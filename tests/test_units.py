@@ -170,3 +170,24 @@ def test_windows_keep_the_run_bounds_exact_and_overlap_their_cuts():
     open_ended = Window.exact({})
     assert [w.params({}) for w in open_ended.split([cut])] == [
         {"endDate": "2026-11-01T06:00:01Z"}, {"startDate": "2026-11-01T05:59:59Z"}]
+
+
+def test_progress_redraws_on_a_terminal_and_stays_quiet_in_logs():
+    import io
+
+    from algolia_profiles_source.progress import Reporter, report_page, reporting
+
+    log = io.StringIO()
+    with reporting(Reporter(log, interactive=False)) as progress:
+        progress.stage("walking")
+        for _ in range(50):
+            report_page(1000)
+        progress.stage("done")
+    assert log.getvalue() == "walking\ndone\n" and progress.profiles == 50_000
+    tty = io.StringIO()
+    governor = RateGovernor()
+    governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "420", "x-ratelimit-reset": "9999999999"})
+    with reporting(Reporter(tty, interactive=True)):
+        report_page(1000, governor)
+    assert "1 pages · 1,000 profiles" in tty.getvalue() and "quota 420/500 left" in tty.getvalue()
+    report_page(5)  # no reporter installed: silent
