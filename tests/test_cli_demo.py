@@ -37,6 +37,15 @@ def test_demo_loads_then_loads_changes_incrementally(tmp_path):
             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
         )
         assert shown.returncode == 0 and "kids_shoppers" in shown.stdout, shown.stderr
+    dlt_cli = Path(sys.executable).with_name("dlt")  # dlt's own tooling works on our pipeline
+    shown = {}
+    for command in ("info", "trace"):
+        shown[command] = subprocess.run(
+            [str(dlt_cli), "pipeline", "--pipelines-dir", str(out / "pipelines"), "algolia_profiles", command],
+            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        )
+        assert shown[command].returncode == 0, shown[command].stderr
+    assert "Found pipeline algolia_profiles" in shown["info"].stdout
     with duckdb.connect(str(out / "algolia_profiles.duckdb"), read_only=True) as db:
         assert db.sql("SELECT count(*) FROM algolia.users").fetchone()[0] == 300
         changed = db.sql(
