@@ -288,7 +288,7 @@ def _profiles(
             logger.warning("quarantined %d malformed record(s) in rejected_records", len(tables.rejected))
             yield dlt.mark.with_hints(tables.rejected, _REJECTED_HINTS, create_table_variant=True)
         profiles += users_table.num_rows
-        report_page(users_table.num_rows, client.session.governor)
+        report_page(users_table.num_rows, client.governor)
         page_newest = pc.max(users_table["last_updated_at"]).as_py()
         if page_newest is not None and (newest is None or page_newest > newest):
             newest = page_newest

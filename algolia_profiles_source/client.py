@@ -71,11 +71,16 @@ class ProfilesClient:
             total.update(clone.session.stats)
         return total
 
+    @property
+    def governor(self) -> RateGovernor:
+        """The rate governor pacing this client (shared with its clones)."""
+        return self.session.governor
+
     def clone(self) -> "ProfilesClient":
         """A client with its own HTTP session sharing this one's rate governor (for one thread)."""
         twin = ProfilesClient(
             self.base_url, self.application_id, self._api_key,
-            governor=self.session.governor, **self._settings,
+            governor=self.governor, **self._settings,
         )
         self._clones.append(twin)
         return twin

@@ -75,6 +75,7 @@ class ReplayClient:
     """Stands in for ProfilesClient: yields recorded pages, parsed with orjson as the session does."""
 
     base_url = "replay://"
+    governor = None  # no pacing: recorded pages
 
     def __init__(self, path: Path) -> None:
         self.path = path

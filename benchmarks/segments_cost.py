@@ -37,6 +37,7 @@ class StoreClient:
     """Stands in for ProfilesClient: pages straight from the emulator's store."""
 
     base_url = "store://"
+    governor = None  # no pacing: pages come from memory
     stats: Dict[str, int] = {}
 
     def __init__(self, store: ProfileStore) -> None:
