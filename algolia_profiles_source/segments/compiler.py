@@ -92,7 +92,7 @@ def _create_if_missing(target: Target, name: str, columns: str) -> Statement:
 
 
 def model_statements(target: Target, has_config: bool = True) -> List[Statement]:
-    """Staging views, affinity_index_coverage, affinity_catalog and user_top_affinities."""
+    """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities (view)."""
     d = target.dialect
     statements = [
         Statement(
@@ -170,7 +170,11 @@ def model_statements(target: Target, has_config: bool = True) -> List[Statement]
         affinities=_t(target, STG_AFFINITIES), n=TOP_AFFINITIES_PER_NAME,
         value_order=dialects.binary_order(exp.column("value", "a"), d),
     )
-    statements += _replace_table(target, TOP_AFFINITIES, top, f"table {TOP_AFFINITIES}")
+    # a view: the strongest values of one user are read on demand, not written for every user
+    statements.append(Statement(
+        f"view {TOP_AFFINITIES}",
+        exp.Create(this=target.table(TOP_AFFINITIES), kind="VIEW", replace=True, expression=top),
+    ))
     return statements
 
 

@@ -94,11 +94,8 @@ GROUP BY
   a.name,
   a.value;
 
--- drop user_top_affinities
-DROP TABLE IF EXISTS algolia.user_top_affinities;
-
--- table user_top_affinities
-CREATE TABLE algolia.user_top_affinities AS
+-- view user_top_affinities
+CREATE OR REPLACE VIEW algolia.user_top_affinities AS
 SELECT
   r.user_id,
   r.name,
