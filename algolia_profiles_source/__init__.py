@@ -44,8 +44,9 @@ from .exceptions import (
 )
 from .query import ProfilesQuery, build_query, format_rfc3339, parse_datetime, seconds
 from .progress import report_page
+from .page import Page, keep, user_ids
 from .rate_limit import RateGovernor
-from .session import gc_paused
+from .read_ahead import read_ahead
 from .windows import Window, walk_concurrently
 from .transform import (
     AFFINITIES_COLUMNS,
@@ -257,6 +258,7 @@ def _profiles(
         and not query.indices and not query.affinity and not _has_table(USERS_TABLE)
     )
     users_hints, affinities_hints = _table_hints("replace" if initial else "merge")
+    mark = _TableMarker()
     newest: Optional[datetime] = None
     profiles = 0
     rejected = 0
@@ -266,7 +268,7 @@ def _profiles(
         pages = _concurrent_pages(client, query, params, concurrency, reconcile, started, overlap)
         seen = set()  # overlapping windows return some profiles twice: keep the first
     else:
-        pages = client.iter_user_pages(params, max_pages=max_pages)
+        pages = read_ahead(client.iter_user_pages(params, max_pages=max_pages))
     for page in pages:
         pages_read += 1
         if max_pages is not None and pages_read > max_pages:
@@ -276,24 +278,23 @@ def _profiles(
             )
         if seen is not None:
             page = _first_sightings(page, seen)
-        if not page:
+        if len(page) == 0:
             continue
-        with gc_paused():
-            tables = page_to_tables(
-                page, load_id=load_id, indices_as_json=indices_as_json, tombstones=not initial
-            )
+        tables = page_to_tables(
+            page, load_id=load_id, indices_as_json=indices_as_json, tombstones=not initial
+        )
         users_table, affinities_table = tables.users, tables.affinities
         if tables.rejected:
             rejected += len(tables.rejected)
             logger.warning("quarantined %d malformed record(s) in rejected_records", len(tables.rejected))
-            yield dlt.mark.with_hints(tables.rejected, _REJECTED_HINTS, create_table_variant=True)
+            yield mark(tables.rejected, _REJECTED_HINTS)
         profiles += users_table.num_rows
         report_page(users_table.num_rows, client.governor)
         page_newest = pc.max(users_table["last_updated_at"]).as_py()
         if page_newest is not None and (newest is None or page_newest > newest):
             newest = page_newest
-        yield dlt.mark.with_hints(users_table, users_hints, create_table_variant=True)
-        yield dlt.mark.with_hints(affinities_table, affinities_hints, create_table_variant=True)
+        yield mark(users_table, users_hints)
+        yield mark(affinities_table, affinities_hints)
 
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
     if not backfill:
@@ -318,6 +319,25 @@ def _profiles(
         state["last_reconcile_at"] = state["last_run"]["finished_at"]
 
 
+class _TableMarker:
+    """Routes items to their table: with the table's hints the first time in a run, by name after.
+
+    ``with_hints(..., create_table_variant=True)`` gives a table its own keys and types, and makes
+    dlt merge the hints and drop its caches on every call; once the variant exists,
+    ``with_table_name`` selects it for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._hinted: set = set()
+
+    def __call__(self, item: Any, hints: Any) -> Any:
+        name = hints["table_name"]
+        if name in self._hinted:
+            return dlt.mark.with_table_name(item, name)
+        self._hinted.add(name)
+        return dlt.mark.with_hints(item, hints, create_table_variant=True)
+
+
 def _concurrent_pages(
     client: ProfilesClient,
     query: ProfilesQuery,
@@ -340,18 +360,17 @@ def _concurrent_pages(
         yield from client.iter_user_pages(catch_up)
 
 
-def _first_sightings(page: List[Any], seen: set) -> List[Any]:
+def _first_sightings(page: Page, seen: set) -> Page:
     """Drops profiles already yielded in this run; records without a usable ``userID`` pass
     through to be quarantined."""
-    fresh = []
-    for profile in page:
-        user_id = profile.get("userID") if isinstance(profile, dict) else None
-        if isinstance(user_id, str):
-            if user_id in seen:
-                continue
-            seen.add(user_id)
-        fresh.append(profile)
-    return fresh
+    mask = []
+    for user_id in user_ids(page):
+        if user_id is None:
+            mask.append(True)
+            continue
+        mask.append(user_id not in seen)
+        seen.add(user_id)
+    return page if all(mask) else keep(page, mask)
 
 
 def _has_table(name: str) -> bool:

@@ -25,6 +25,7 @@ from .exceptions import (
     ResponseFormatError,
     RetriesExhaustedError,
 )
+from .page import Page, is_page
 from .pagination import NextPageTokenPaginator
 from .rate_limit import RateGovernor
 from .session import AlgoliaSession
@@ -90,15 +91,15 @@ class ProfilesClient:
 
     def iter_user_pages(
         self, params: Mapping[str, Any], max_pages: Optional[int] = None
-    ) -> Iterator[List[Dict[str, Any]]]:
-        """Yields the ``users`` list of each page of ``GET /2/users`` for ``params``."""
+    ) -> Iterator[Page]:
+        """Yields the profiles of each page of ``GET /2/users`` for ``params`` (see :mod:`.page`)."""
         paginator = NextPageTokenPaginator(max_pages=max_pages)
         try:
             for page in self._rest.paginate(
                 settings.USERS_PATH, params=dict(params), paginator=paginator
             ):
                 body = page.response.json()
-                if not isinstance(body, dict) or not isinstance(body.get("users"), list):
+                if not isinstance(body, dict) or not is_page(body.get("users")):
                     raise ResponseFormatError(
                         f"GET {settings.USERS_PATH} page {paginator.pages} is not shaped like"
                         f" {{\"users\": [...]}} (got {_shape(body)}): is base_url pointing at the"

@@ -48,7 +48,9 @@ class NextPageTokenPaginator(JSONResponseCursorPaginator):
                 " would never end; report this to Algolia support"
             )
         self._seen_tokens.add(key)
-        self._empty_in_a_row = self._empty_in_a_row + 1 if not data else 0
+        body = response.json()
+        users = body.get("users") if isinstance(body, dict) else None
+        self._empty_in_a_row = self._empty_in_a_row + 1 if users is None or len(users) == 0 else 0
         if self._empty_in_a_row >= settings.MAX_CONSECUTIVE_EMPTY_PAGES:
             raise PaginationError(
                 f"the API returned {self._empty_in_a_row} empty pages in a row, each with a"

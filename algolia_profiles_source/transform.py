@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .exceptions import ResponseFormatError
+from .page import PROFILE_STRUCT, Page, gc_paused, is_page
 from .settings import USER_ID_PATTERN
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -89,27 +90,15 @@ AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
 def parse_timestamps(values: Any) -> pa.Array:
     """Parses RFC 3339 strings (any fraction, ``Z`` or offset) to UTC microsecond timestamps."""
     array = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, pa.string())
-    # RFC 3339 allows a lowercase `t` and `z`; Arrow's parser wants them uppercase
+    try:  # the API's own format: Z and at most microseconds
+        return array.cast(TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # RFC 3339 also allows a lowercase `t` and `z` (Arrow's parser wants them uppercase) and more
+    # fraction digits than a warehouse keeps
     return pc.utf8_upper(array).cast(_NS_TIMESTAMP).cast(TIMESTAMP, safe=False)
 
 
-_AFFINITY_STRUCT = pa.struct(
-    [
-        ("name", pa.string()),
-        ("value", pa.string()),
-        ("indices", pa.list_(pa.string())),
-        ("score", pa.float64()),
-        ("lastUpdatedAt", pa.string()),
-    ]
-)
-_PROFILE_STRUCT = pa.struct(
-    [
-        ("userID", pa.string()),
-        ("type", pa.string()),
-        ("lastUpdatedAt", pa.string()),
-        ("affinities", pa.list_(_AFFINITY_STRUCT)),
-    ]
-)
 REJECTED_COLUMNS: Dict[str, Dict[str, Any]] = {
     "reason": {"data_type": "text", "nullable": False},
     "user_id": {"data_type": "text", "nullable": True},
@@ -128,15 +117,15 @@ class PageTables:
 
 
 def page_to_tables(
-    users: List[Dict[str, Any]],
+    users: Page,
     load_id: Optional[str] = None,
     indices_as_json: bool = False,
     tombstones: bool = True,
 ) -> PageTables:
     """Returns the ``users`` and ``user_affinities`` Arrow tables of one page of profiles.
 
-    The page is converted to Arrow in one call (C++), then flattened and validated with vectorized
-    compute. Records that break the documented shape are not loaded but returned in ``rejected``
+    The page (an Arrow struct array as :mod:`.page` parses it, or a list of dicts) is flattened and
+    validated with vectorized compute. Records that break the documented shape are not loaded but returned in ``rejected``
     with a reason: a profile without a valid ``userID`` or ``lastUpdatedAt`` as a whole, an
     affinity without ``name``/``value`` or with a score outside 1-20 on its own.
 
@@ -145,10 +134,10 @@ def page_to_tables(
     which cannot hold a list column; the warehouse column is JSON either way). Without
     ``tombstones`` (a load that replaces the tables), users without affinities get no marker row.
     """
-    if not isinstance(users, list):
+    if not is_page(users):
         raise ResponseFormatError(f"`users` must be a list, got {type(users).__name__}")
     rejected: List[Dict[str, Any]] = []
-    page = _to_struct_array(users, rejected)
+    page = users if isinstance(users, pa.StructArray) else _to_struct_array(users, rejected)
 
     # profile-level checks: a profile without a usable key or timestamp cannot be loaded at all
     user_ids = page.field("userID")
@@ -220,25 +209,26 @@ def page_to_tables(
 def _to_struct_array(users: List[Any], rejected: List[Dict[str, Any]]) -> pa.StructArray:
     """The page as one Arrow struct array; profiles Arrow cannot convert are rejected one by one."""
     try:
-        return pa.array(users, type=_PROFILE_STRUCT)
+        with gc_paused():
+            return pa.array(users, type=PROFILE_STRUCT)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
     kept = []
     for profile in users:  # slow path, only for a page with a malformed profile
         try:
-            pa.array([profile], type=_PROFILE_STRUCT)
+            pa.array([profile], type=PROFILE_STRUCT)
             kept.append(profile)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             user_id = profile.get("userID") if isinstance(profile, dict) else None
             rejected.append(_rejection(f"not shaped like the documented User object: {error}", user_id, profile))
-    return pa.array(kept, type=_PROFILE_STRUCT)
+    return pa.array(kept, type=PROFILE_STRUCT)
 
 
 def _parse_each(strings: pa.Array, allow_null: bool = False) -> Tuple[pa.Array, pa.Array]:
     """Timestamps and a mask of which parsed (nulls pass only with ``allow_null``)."""
     try:
         parsed = parse_timestamps(strings)
-        valid = pa.array([True] * len(strings), pa.bool_()) if allow_null else pc.is_valid(parsed)
+        valid = pa.repeat(pa.scalar(True), len(strings)) if allow_null else pc.is_valid(parsed)
         return parsed, valid
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
@@ -270,6 +260,6 @@ def _indices(values: pa.Array, as_json: bool) -> pa.Array:
 
 def _with_load_id(table: pa.Table, load_id: str) -> pa.Table:
     column = pa.DictionaryArray.from_arrays(
-        pa.array([0] * table.num_rows, pa.int32()), pa.array([load_id])
+        pa.repeat(pa.scalar(0, pa.int32()), table.num_rows), pa.array([load_id])
     )
     return table.append_column(pa.field(LOAD_ID_COLUMN, column.type, nullable=False), column)

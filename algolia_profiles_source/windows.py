@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+from .page import Page, timestamps
 from .query import format_rfc3339, parse_datetime
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,8 @@ def walk_concurrently(
     workers: int,
     page_size: int,
     split_after: Optional[int] = None,
-) -> Iterator[List[Dict[str, Any]]]:
-    """Yields pages (lists of profiles) from ``workers`` threads walking the windows.
+) -> Iterator[Page]:
+    """Yields pages of profiles (see :mod:`.page`) from ``workers`` threads walking the windows.
 
     A window still going after ``split_after`` full pages (default 2) is big enough to be worth
     splitting (into ``2 * workers`` parts, so that one split usually keeps every worker busy);
@@ -115,7 +116,7 @@ def walk_concurrently(
                 window = pending.get()
                 if window is None:
                     return
-                sample: List[Dict[str, Any]] = []
+                sample: List[Optional[str]] = []
                 for number, page in enumerate(
                     client.iter_user_pages(window.params(base_params)), start=1
                 ):
@@ -123,7 +124,7 @@ def walk_concurrently(
                         return
                     pages.put(page)
                     if number <= split_after:
-                        sample.extend(page)
+                        sample.extend(timestamps(page))
                     if number == split_after and len(page) >= page_size and pending.qsize() == 0:
                         parts = window.split(_quantiles(sample, 2 * workers))
                         if len(parts) > 1 and all(_span(p) >= MIN_SPAN for p in parts if p.start and p.end):
@@ -167,10 +168,11 @@ def walk_concurrently(
                 thread.join(timeout=0.05)
 
 
-def _quantiles(page: List[Dict[str, Any]], parts: int) -> List[datetime]:
-    """Cut points splitting the sample into ``parts``, each halfway between two distinct timestamps:
-    a batch of profiles sharing a timestamp never straddles a cut (it would be read twice)."""
-    stamps = sorted({t for t in map(_timestamp, page) if t is not None})
+def _quantiles(sample: List[Optional[str]], parts: int) -> List[datetime]:
+    """Cut points splitting the sampled ``lastUpdatedAt`` texts into ``parts``, each halfway between
+    two distinct timestamps: a batch of profiles sharing a timestamp never straddles a cut (it would
+    be read twice)."""
+    stamps = sorted({t for t in map(_timestamp, sample) if t is not None})
     if len(stamps) < 2:
         return []
     cuts = set()
@@ -180,9 +182,9 @@ def _quantiles(page: List[Dict[str, Any]], parts: int) -> List[datetime]:
     return sorted(cuts)
 
 
-def _timestamp(profile: Any) -> Optional[datetime]:
+def _timestamp(text: Optional[str]) -> Optional[datetime]:
     try:
-        return parse_datetime(profile.get("lastUpdatedAt"), "lastUpdatedAt")
+        return parse_datetime(text, "lastUpdatedAt")
     except Exception:  # malformed records are quarantined later, not here
         return None
 

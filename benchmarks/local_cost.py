@@ -72,7 +72,7 @@ def _pages(path: Path) -> Iterator[bytes]:
 
 
 class ReplayClient:
-    """Stands in for ProfilesClient: yields recorded pages, parsed with orjson as the session does."""
+    """Stands in for ProfilesClient: yields recorded pages, parsed as the session parses them."""
 
     base_url = "replay://"
     governor = None  # no pacing: recorded pages
@@ -82,12 +82,10 @@ class ReplayClient:
         self.stats: Dict[str, int] = {}
 
     def iter_user_pages(self, params: Any, max_pages: Any = None) -> Iterator[List[Dict[str, Any]]]:
-        from algolia_profiles_source.session import gc_paused
+        from algolia_profiles_source.page import parse_users_body
 
         for raw in _pages(self.path):
-            with gc_paused():  # as the production session parses
-                page = orjson.loads(raw)["users"]
-            yield page
+            yield parse_users_body(raw)["users"]
 
 
 def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
