@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Union
@@ -152,7 +153,9 @@ def _run(client: Any, target: Target, statements: Sequence[Statement]) -> int:
         for statement in statements:
             sql = target.render(statement.tree)
             logger.debug("%s: %s", statement.label, sql)
+            started = time.perf_counter()
             client.execute_sql(sql)
+            logger.debug("%s took %.3f s", statement.label, time.perf_counter() - started)
 
     if target.dialect in TRANSACTIONAL:
         with client.begin_transaction():

@@ -329,7 +329,61 @@ SELECT
   ) AS matched_3
 FROM algolia.user_affinities AS a
 WHERE
-  a.name IN ('brand', 'categories.lvl0', 'category')
+  EXISTS(
+    SELECT
+      1
+    FROM (
+      SELECT
+        'brand' AS name,
+        'Coleman' AS value
+      UNION ALL
+      SELECT
+        'brand' AS name,
+        'Patagonia' AS value
+      UNION ALL
+      SELECT
+        'brand' AS name,
+        'The North Face' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Baby' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Kids' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Toys' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Baby' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Camping' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Climbing' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Hiking' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Kids'' Clothing' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Toys' AS value
+    ) AS p
+    WHERE
+      p.name = a.name AND p.value = a.value
+  )
 GROUP BY
   a.user_id;
 

@@ -439,15 +439,106 @@ SELECT
   ) THEN 1 ELSE 0 END) AS matched_9
 FROM algolia.user_affinities AS a
 WHERE
-  a.name IN (
-    'brand',
-    'categories.lvl0',
-    'categories.lvl1',
-    'category',
-    'collection',
-    'color',
-    'price_range'
+  EXISTS(
+    SELECT
+      1
+    FROM (
+      SELECT
+        'brand' AS name,
+        '"Pro" Series' AS value
+      UNION ALL
+      SELECT
+        'brand' AS name,
+        'Fisher-Price' AS value
+      UNION ALL
+      SELECT
+        'brand' AS name,
+        'LEGO' AS value
+      UNION ALL
+      SELECT
+        'brand' AS name,
+        'O\'Brien\'; drop table users; --' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Baby' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Kids' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl0' AS name,
+        'Toys' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl1' AS name,
+        'Outdoor > Camping' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl1' AS name,
+        'Outdoor > Camping > Tents, Tarps & Shelters' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl1' AS name,
+        'Outdoor > Hiking' AS value
+      UNION ALL
+      SELECT
+        'categories.lvl1' AS name,
+        'Toys > Star Wars: The Mandalorian' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Baby' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Camping' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Kids\' Clothing' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Running' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Running Shoes' AS value
+      UNION ALL
+      SELECT
+        'category' AS name,
+        'Toys' AS value
+      UNION ALL
+      SELECT
+        'collection' AS name,
+        'Soldes: -50%' AS value
+      UNION ALL
+      SELECT
+        'collection' AS name,
+        'Été: randonnée' AS value
+      UNION ALL
+      SELECT
+        'collection' AS name,
+        'Кемпинг' AS value
+      UNION ALL
+      SELECT
+        'collection' AS name,
+        'العربية' AS value
+      UNION ALL
+      SELECT
+        'collection' AS name,
+        '户外' AS value
+      UNION ALL
+      SELECT
+        'price_range' AS name,
+        '500+' AS value
+    ) AS p
+    WHERE
+      p.name = a.name AND p.value = a.value
   )
+  OR a.name IN ('brand', 'color')
 GROUP BY
   a.user_id;
 
