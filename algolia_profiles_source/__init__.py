@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import dlt
+import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
@@ -296,6 +297,8 @@ def _profiles(
         yield mark(users_table, users_hints)
         yield mark(affinities_table, affinities_hints)
 
+    # the pages are in load files now: hand Arrow's cached buffers back before dlt loads them
+    pa.default_memory_pool().release_unused()
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
     if not backfill:
         if newest is not None and (cursor is None or newest > cursor):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any, Dict, Iterator, Optional
 import dlt
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import algolia_profiles
 from .exceptions import ApiError, ConfigurationError, PipelineBusyError
@@ -31,6 +33,22 @@ class LoadResult:
     load_info: LoadInfo
     run: Dict[str, Any] = field(default_factory=dict)
     row_counts: Dict[str, int] = field(default_factory=dict)
+
+
+def duckdb_credentials(path: str) -> Any:
+    """Credentials of the DuckDB file ``path``, with every other setting (``global_config``,
+    ``pragmas``, ...) read from ``destination.duckdb.credentials`` as dlt would read it.
+
+    The pipeline holds this object, so :func:`run_source` can bound the initial export's load.
+    """
+    from dlt.common.configuration import resolve_configuration
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    credentials = resolve_configuration(
+        DuckDbCredentials(path), sections=("destination", "duckdb", "credentials")
+    )
+    credentials.database = path  # the path given here wins over a configured one
+    return credentials
 
 
 def make_pipeline(
@@ -60,7 +78,7 @@ def make_pipeline(
                 f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
                 " rename one of them"
             )
-        destination = dlt.destinations.duckdb(credentials=duckdb_path)
+        destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path))
     try:
         return dlt.pipeline(
             pipeline_name=pipeline_name,
@@ -90,7 +108,7 @@ def load_profiles(
             # a failed or killed run left a package: dlt finishes it and would ignore new data
             logger.warning("finishing the load package a previous run left pending")
             pipeline.run()
-        load_info = pipeline.run(source)
+        load_info = run_source(pipeline, source)
         run = last_run(pipeline)
         if run.get("load_id") not in load_info.loads_ids:
             raise ApiError(
@@ -130,6 +148,62 @@ def exclusive(pipeline: Any) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_source(pipeline: Any, source: Any) -> LoadInfo:
+    """``pipeline.run(source)`` in its three steps, so that the load of an initial export into DuckDB
+    runs with DuckDB's memory bounded (:func:`bounded_initial_load`)."""
+    if pipeline.config.restore_from_destination:
+        pipeline.sync_destination()
+    pipeline.extract(source)
+    pipeline.normalize()
+    run = last_run(pipeline)
+    if not (run.get("initial") and run.get("load_id") in pipeline.list_normalized_load_packages()):
+        return pipeline.load()
+    with bounded_initial_load(pipeline) as bounded:
+        try:
+            return pipeline.load()
+        except PipelineStepFailed as error:
+            if not bounded:
+                raise
+            failure = error
+    # jobs already loaded stay loaded: dlt runs only the ones left
+    logger.warning("the bounded load failed (%s); loading again with DuckDB's defaults", failure)
+    return pipeline.load()
+
+
+# An initial export only appends to tables: DuckDB streams it in a fixed amount of memory, where by
+# default its buffer pool grows with the data (to 80% of RAM). Without insertion order, the bounded
+# load is as fast as an unbounded one (it is 2x slower with it). Merges (every later run) delete and
+# deduplicate, which needs memory in proportion to the changes: they keep DuckDB's defaults.
+INITIAL_LOAD_MIN_MB = 64
+INITIAL_LOAD_MB_PER_THREAD = 32
+
+
+@contextmanager
+def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
+    """Bounds DuckDB's memory for the loads run inside; yields whether it could.
+
+    Applies to DuckDB pipelines made by :func:`make_pipeline`; settings the user configured in
+    ``destination.duckdb.credentials.global_config`` win.
+    """
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    credentials = getattr(pipeline.destination, "config_params", {}).get("credentials")
+    if not isinstance(credentials, DuckDbCredentials):
+        yield False
+        return
+    configured = credentials.global_config
+    threads = int((configured or {}).get("threads") or os.cpu_count() or 1)
+    bound = {
+        "memory_limit": f"{max(INITIAL_LOAD_MIN_MB, INITIAL_LOAD_MB_PER_THREAD * threads)}MB",
+        "preserve_insertion_order": False,
+    }
+    credentials.global_config = {**bound, **(configured or {})}
+    try:
+        yield True
+    finally:
+        credentials.global_config = configured
 
 
 def last_run(pipeline: Any) -> Dict[str, Any]:

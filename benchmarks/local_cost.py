@@ -11,6 +11,9 @@ Prints, for the same recorded pages in the same run (this machine is noisy, so r
 Each variant runs in its own process so its peak RSS is its own.
 
     python benchmarks/local_cost.py --profiles 100000 --naive-profiles 10000
+
+``--repeat N`` runs the orjson and fast variants N times each, interleaved, and reports medians
+(the rate) and the largest peak RSS.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import json
 import os
 import random
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,12 +109,10 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
         for raw in _pages(path):
             profiles += len(orjson.loads(raw)["users"])
     else:
-        pipeline = dlt.pipeline(
-            pipeline_name=f"bench_{variant}",
-            destination=dlt.destinations.duckdb(str(workdir / f"{variant}.duckdb")),
-            dataset_name="bench",
-            pipelines_dir=str(workdir / "pipelines"),
-        )
+        from algolia_profiles_source.pipeline import make_pipeline
+
+        shutil.rmtree(workdir / variant, ignore_errors=True)  # a repeated run starts empty
+        pipeline = make_pipeline(f"bench_{variant}", dataset_name="bench", workdir=str(workdir / variant))
         if variant == "fast":
             query = build_query(region="us", base_url=None)
             from datetime import timedelta
@@ -119,7 +122,9 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
                 name=PROFILES_RESOURCE, write_disposition="merge",
             )
             source = dlt.source(name="algolia_profiles", max_table_nesting=0)(lambda: profiles_resource)()
-            pipeline.run(source)
+            from algolia_profiles_source.pipeline import run_source
+
+            run_source(pipeline, source)  # as `algolia-profiles load` runs it
         else:  # naive: dicts, nested child table, default normalizer, merge
             @dlt.resource(name="users", write_disposition="merge", primary_key="userID")
             def users() -> Iterator[List[Dict[str, Any]]]:
@@ -139,6 +144,7 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=100_000)
     parser.add_argument("--naive-profiles", type=int, default=10_000)
     parser.add_argument("--affinities", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of orjson and fast (medians reported)")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--pages-file", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -155,17 +161,26 @@ def main() -> None:
         record_pages(small, args.naive_profiles, args.affinities)
         mb = full.stat().st_size / 1e6
         print(f"recorded {args.profiles:,} profiles x {args.affinities} affinities = {mb:,.0f} MB of JSON")
-        results = {}
-        for variant, pages in (("orjson", full), ("fast", full), ("naive", small)):
+        runs: Dict[str, List[Dict[str, Any]]] = {"orjson": [], "fast": [], "naive": []}
+        plan = [("orjson", full), ("fast", full)] * args.repeat + [("naive", small)]
+        for variant, pages in plan:
             out = subprocess.run(
                 [sys.executable, __file__, "--variant", variant, "--pages-file", str(pages), "--workdir", tmp],
                 capture_output=True, text=True, check=True,
             ).stdout.strip().splitlines()[-1]
-            results[variant] = json.loads(out)
-            r = results[variant]
+            runs[variant].append(json.loads(out))
+        results = {}
+        for variant, done in runs.items():
+            r = results[variant] = {
+                "profiles": done[0]["profiles"],
+                "seconds": statistics.median(x["seconds"] for x in done),
+                "peak_rss_mb": max(x["peak_rss_mb"] for x in done),
+            }
             rate = r["profiles"] / r["seconds"]
+            seconds = ", ".join(f"{x['seconds']:.2f}" for x in done)
+            spread = f" (runs: {seconds} s)" if len(done) > 1 else ""
             print(f"{variant:>7}: {r['profiles']:>9,} profiles in {r['seconds']:7.2f} s = {rate:>9,.0f} profiles/s,"
-                  f" peak RSS {r['peak_rss_mb']:,.0f} MB")
+                  f" peak RSS {r['peak_rss_mb']:,.0f} MB{spread}")
         per = {k: v["seconds"] / v["profiles"] for k, v in results.items()}
         print(f"fast vs naive: {per['naive'] / per['fast']:.1f}x faster per profile")
         print(f"fast vs orjson parse only: {per['fast'] / per['orjson']:.1f}x the parse time")

@@ -1,0 +1,171 @@
+"""The fast path's parts: pages parsed straight into Arrow, the read-ahead thread, and the bounded
+DuckDB load of an initial export (with real DuckDB files and the emulator on loopback)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterator, List
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from algolia_profiles_source.page import MalformedBody, parse_users_body, timestamps, user_ids
+from algolia_profiles_source.read_ahead import read_ahead
+from algolia_profiles_source.transform import page_to_tables
+
+from .conftest import assert_warehouse_equals_emulator, run
+
+PROFILE = {
+    "userID": "u-1",
+    "type": "basic",
+    "lastUpdatedAt": "2026-11-01T10:00:00Z",
+    "affinities": [
+        {"name": "brand", "value": "Nike", "score": 12, "indices": ["products"],
+         "lastUpdatedAt": "2026-11-01T10:00:00Z"},
+    ],
+}
+
+
+def body(users: List[Any], token: Any = "t1", **extra: Any) -> bytes:
+    return orjson.dumps({"users": users, "nextPageToken": token, **extra})
+
+
+def test_a_documented_page_is_parsed_straight_into_arrow():
+    unknown = dict(PROFILE, futureField={"x": [1, 2]})
+    parsed = parse_users_body(body([unknown, dict(PROFILE, userID="u-2", affinities=[])], newKey=1))
+
+    assert isinstance(parsed["users"], pa.StructArray)
+    assert parsed["nextPageToken"] == "t1"
+    assert user_ids(parsed["users"]) == ["u-1", "u-2"]
+    assert timestamps(parsed["users"]) == ["2026-11-01T10:00:00Z"] * 2
+    tables = page_to_tables(parsed["users"])
+    assert tables.affinities.column("score").to_pylist() == [12.0, None]  # a tombstone for u-2
+    assert tables.rejected == []
+
+
+def test_the_arrow_path_and_the_dict_path_build_the_same_tables():
+    users = [PROFILE, dict(PROFILE, userID="u-2", type=None), dict(PROFILE, userID="u-3", affinities=None)]
+    arrow = page_to_tables(parse_users_body(body(users))["users"], load_id="1.2")
+    dicts = page_to_tables(users, load_id="1.2")
+    assert arrow.users.equals(dicts.users)
+    assert arrow.affinities.equals(dicts.affinities)
+
+
+def test_a_page_with_off_type_values_falls_back_to_dicts_and_quarantines_only_the_bad_record():
+    bad = dict(PROFILE, userID="u-bad", affinities=[dict(PROFILE["affinities"][0], score="high")])
+    parsed = parse_users_body(body([PROFILE, bad]))
+
+    assert isinstance(parsed["users"], list)  # Arrow refused the page; orjson read it
+    tables = page_to_tables(parsed["users"])
+    assert tables.users.column("user_id").to_pylist() == ["u-1"]
+    assert [r["user_id"] for r in tables.rejected] == ["u-bad"]
+
+
+@pytest.mark.parametrize("content", [b"", b'{"users": [', b"<html>502 Bad Gateway</html>", b'{"a": 1}\n{"a": 2}'])
+def test_a_body_that_is_not_json_is_malformed(content):
+    with pytest.raises(MalformedBody):
+        parse_users_body(content)
+
+
+def test_json_that_is_not_a_page_is_returned_for_the_caller_to_reject():
+    assert parse_users_body(b'{"message": "Not Found"}') == {"message": "Not Found"}
+    assert parse_users_body(b"[1, 2]") == [1, 2]
+
+
+def test_read_ahead_keeps_order_and_raises_after_the_items_before_the_error():
+    def items() -> Iterator[int]:
+        yield from range(5)
+        raise ValueError("page 6 failed")
+
+    seen = []
+    with pytest.raises(ValueError, match="page 6 failed"):
+        for item in read_ahead(items(), depth=2):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_runs_the_producer_in_another_thread_and_closing_stops_it():
+    producer_threads = set()
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            for i in range(1000):
+                producer_threads.add(threading.current_thread().name)
+                yield i
+        finally:
+            closed.set()
+
+    reader = read_ahead(items(), depth=2)
+    assert next(reader) == 0
+    reader.close()
+    assert closed.wait(5), "the producer's generator was not closed"
+    assert producer_threads == {"algolia-read-ahead"}
+    assert not any(t.name == "algolia-read-ahead" for t in threading.enumerate())
+
+
+def _insert_memory_limits(monkeypatch: Any) -> List[str]:
+    """Records DuckDB's memory_limit at each parquet INSERT of a load."""
+    import dlt.destinations.impl.duckdb.sql_client as duckdb_sql
+
+    original = duckdb_sql.DuckDbSqlClient.execute_sql
+    limits: List[str] = []
+
+    def spy(self: Any, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(sql, str) and "read_parquet" in sql:
+            limits.append(original(self, "SELECT current_setting('memory_limit')")[0][0])
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb_sql.DuckDbSqlClient, "execute_sql", spy)
+    return limits
+
+
+def _mib(setting: str) -> float:
+    number, unit = setting.split()
+    return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+
+
+def test_the_initial_export_loads_with_duckdb_memory_bounded_and_merges_without(
+    emulator, pipeline_factory, monkeypatch
+):
+    limits = _insert_memory_limits(monkeypatch)
+    pipeline = pipeline_factory()
+
+    first = run(pipeline, emulator)
+    assert first.run["initial"] is True
+    assert limits and all(_mib(limit) <= 128 for limit in limits), limits
+    assert_warehouse_equals_emulator(pipeline, emulator)
+
+    limits.clear()
+    second = run(pipeline, emulator, reconcile=True)  # a full walk that merges
+    assert second.run["initial"] is False
+    assert limits and all(_mib(limit) > 1024 for limit in limits), limits
+    with pipeline.sql_client() as client:  # the bound does not outlive the load
+        assert _mib(client.execute_sql("SELECT current_setting('memory_limit')")[0][0]) > 1024
+
+
+def test_a_configured_duckdb_setting_wins_over_the_bound(emulator, pipeline_factory, monkeypatch):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "300MB"}')
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__PRAGMAS", '["enable_checkpoint_on_shutdown"]')
+    limits = _insert_memory_limits(monkeypatch)
+    pipeline = pipeline_factory()
+    assert pipeline.destination.config_params["credentials"].pragmas == ["enable_checkpoint_on_shutdown"]
+
+    run(pipeline, emulator)
+    assert limits and all(280 <= _mib(limit) <= 300 for limit in limits), limits
+
+
+def test_a_bounded_load_that_fails_is_loaded_again_unbounded(emulator, pipeline_factory, monkeypatch, caplog):
+    import algolia_profiles_source.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "INITIAL_LOAD_MIN_MB", 1)
+    monkeypatch.setattr(pipeline_module, "INITIAL_LOAD_MB_PER_THREAD", 0)
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    pipeline = pipeline_factory()
+
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source.pipeline"):
+        run(pipeline, emulator)
+    assert "loading again with DuckDB's defaults" in caplog.text
+    assert_warehouse_equals_emulator(pipeline, emulator)
