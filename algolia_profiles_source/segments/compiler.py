@@ -315,6 +315,23 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
     return exp.not_(exp.paren(exp.or_(*children), copy=False))
 
 
+def needs_affinity(rule: Rule, audiences: Dict[str, Audience]) -> bool:
+    """Whether only a user with at least one affinity row matching some rule can match ``rule``
+    (such a user has a row in the flags table). ``audiences`` resolves ``audience`` rules (the
+    definitions have no cycles)."""
+    if isinstance(rule, AffinityRule):
+        return True
+    if isinstance(rule, ProfileRule):
+        return False
+    if isinstance(rule, AudienceRule):
+        return rule.audience in audiences and needs_affinity(audiences[rule.audience].rule, audiences)
+    if rule.kind == "all":
+        return any(needs_affinity(child, audiences) for child in rule.rules)
+    if rule.kind == "any":
+        return all(needs_affinity(child, audiences) for child in rule.rules)
+    return False  # none: matched by users without any row
+
+
 def _suppressed(suppression: Suppression, ctx: _Context) -> List[exp.Expression]:
     user = exp.column("user_id", "u")
     conditions: List[exp.Expression] = []
@@ -348,9 +365,13 @@ def audience_insert(
         matched = exp.Literal.number(0)
         if audience.min_score is not None:
             where.append(exp.false())  # no affinity rule: no score, so nobody reaches the floor
+    # A rule that cannot match without an affinity row starts from the users with flags (a
+    # fraction of them) instead of every user.
+    by_name = {a.name: a for a in file.audiences}
+    join = "JOIN" if needs_affinity(audience.rule, by_name) else "LEFT JOIN"
     scored = dialects.parse(
         "SELECT u.user_id, :score AS score, CAST(:matched AS BIGINT) AS matched_affinities"
-        " FROM :users AS u LEFT JOIN :flags AS f ON f.user_id = u.user_id WHERE :candidate",
+        f" FROM :users AS u {join} :flags AS f ON f.user_id = u.user_id WHERE :candidate",
         users=_t(target, STG_USERS), flags=ctx.flags_table(), score=score, matched=matched,
         candidate=exp.and_(*where),
     )

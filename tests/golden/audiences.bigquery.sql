@@ -401,7 +401,7 @@ WITH r AS (
     f.score_0 AS score,
     CAST(COALESCE(f.matched_0, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -438,7 +438,7 @@ WITH r AS (
     f.score_1 AS score,
     CAST(COALESCE(f.matched_1, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -491,7 +491,7 @@ WITH r AS (
     f.score_2 AS score,
     CAST(COALESCE(f.matched_2, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_4, 0) = 1
@@ -546,7 +546,7 @@ WITH r AS (
     f.score_3 AS score,
     CAST(COALESCE(f.matched_3, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -591,7 +591,7 @@ WITH r AS (
     CAST(NULL AS FLOAT64) AS score,
     CAST(0 AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     EXISTS(

@@ -556,7 +556,7 @@ WITH r AS (
     f.score_0 AS score,
     CAST(COALESCE(f.matched_0, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_0, 0) = 1
@@ -597,7 +597,7 @@ WITH r AS (
     f.score_1 AS score,
     CAST(COALESCE(f.matched_1, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -644,7 +644,7 @@ WITH r AS (
     CAST(NULL AS FLOAT64) AS score,
     CAST(0 AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -714,7 +714,7 @@ WITH r AS (
     f.score_3 AS score,
     CAST(COALESCE(f.matched_3, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_4, 0) = 1
@@ -755,7 +755,7 @@ WITH r AS (
     f.score_4 AS score,
     CAST(COALESCE(f.matched_4, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_5, 0) = 1
@@ -797,7 +797,7 @@ WITH r AS (
     f.score_5 AS score,
     CAST(COALESCE(f.matched_5, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_6, 0) = 1
@@ -963,7 +963,7 @@ WITH r AS (
     f.score_8 AS score,
     CAST(COALESCE(f.matched_8, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -1017,7 +1017,7 @@ WITH r AS (
     f.score_9 AS score,
     CAST(COALESCE(f.matched_9, 0) AS INT64) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN algolia.segment_user_flags__work AS f
+  JOIN algolia.segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (

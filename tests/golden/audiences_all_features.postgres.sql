@@ -561,7 +561,7 @@ WITH r AS (
     f.score_0 AS score,
     CAST(COALESCE(f.matched_0, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_0, 0) = 1
@@ -602,7 +602,7 @@ WITH r AS (
     f.score_1 AS score,
     CAST(COALESCE(f.matched_1, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -649,7 +649,7 @@ WITH r AS (
     CAST(NULL AS DOUBLE PRECISION) AS score,
     CAST(0 AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -719,7 +719,7 @@ WITH r AS (
     f.score_3 AS score,
     CAST(COALESCE(f.matched_3, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_4, 0) = 1
@@ -760,7 +760,7 @@ WITH r AS (
     f.score_4 AS score,
     CAST(COALESCE(f.matched_4, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_5, 0) = 1
@@ -802,7 +802,7 @@ WITH r AS (
     f.score_5 AS score,
     CAST(COALESCE(f.matched_5, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     COALESCE(f.rule_6, 0) = 1
@@ -971,7 +971,7 @@ WITH r AS (
     f.score_8 AS score,
     CAST(COALESCE(f.matched_8, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
@@ -1025,7 +1025,7 @@ WITH r AS (
     f.score_9 AS score,
     CAST(COALESCE(f.matched_9, 0) AS BIGINT) AS matched_affinities
   FROM algolia.stg_algolia__users AS u
-  LEFT JOIN segment_user_flags__work AS f
+  JOIN segment_user_flags__work AS f
     ON f.user_id = u.user_id
   WHERE
     (
