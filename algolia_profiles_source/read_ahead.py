@@ -20,24 +20,33 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
     """Yields the items of ``items``, produced by a thread that stays up to ``depth`` items ahead.
 
     An exception of ``items`` is raised here, after the items produced before it. Closing this
-    generator stops the thread after the item it is producing (``items`` is closed in that thread).
+    generator (or an exception in the consumer, Ctrl-C included) returns at once; the thread stops
+    after the item it is producing, and ``items`` is closed in that thread.
     """
     ready: "queue.Queue[object]" = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                if stop.is_set():
+                if not hand_over(item):
                     break
-                ready.put(item)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
-            ready.put(error)
+            hand_over(error)
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
-            ready.put(_DONE)
+            hand_over(_DONE)
 
     thread = threading.Thread(target=produce, name="algolia-read-ahead", daemon=True)
     thread.start()
@@ -51,8 +60,3 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                ready.get(timeout=0.05)
-            except queue.Empty:
-                pass

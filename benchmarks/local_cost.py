@@ -100,6 +100,8 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
     from algolia_profiles_source.query import build_query
 
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
     profiles = 0
     if variant == "orjson":
@@ -135,8 +137,11 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
         with pipeline.sql_client() as client:
             profiles = client.execute_sql("SELECT count(*) FROM bench.users")[0][0]
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"variant": variant, "profiles": profiles, "seconds": elapsed, "peak_rss_mb": peak_mb}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "variant": variant, "profiles": profiles, "seconds": elapsed,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before, "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -174,16 +179,20 @@ def main() -> None:
             r = results[variant] = {
                 "profiles": done[0]["profiles"],
                 "seconds": statistics.median(x["seconds"] for x in done),
+                "cpu_seconds": statistics.median(x["cpu_seconds"] for x in done),
                 "peak_rss_mb": max(x["peak_rss_mb"] for x in done),
             }
             rate = r["profiles"] / r["seconds"]
             seconds = ", ".join(f"{x['seconds']:.2f}" for x in done)
             spread = f" (runs: {seconds} s)" if len(done) > 1 else ""
             print(f"{variant:>7}: {r['profiles']:>9,} profiles in {r['seconds']:7.2f} s = {rate:>9,.0f} profiles/s,"
-                  f" peak RSS {r['peak_rss_mb']:,.0f} MB{spread}")
+                  f" {r['cpu_seconds']:.2f} CPU-s, peak RSS {r['peak_rss_mb']:,.0f} MB{spread}")
         per = {k: v["seconds"] / v["profiles"] for k, v in results.items()}
         print(f"fast vs naive: {per['naive'] / per['fast']:.1f}x faster per profile")
         print(f"fast vs orjson parse only: {per['fast'] / per['orjson']:.1f}x the parse time")
+        cpu = {k: v["cpu_seconds"] / v["profiles"] for k, v in results.items()}
+        print(f"CPU per profile: fast = {cpu['fast'] / cpu['orjson']:.1f}x orjson parse only,"
+              f" naive = {cpu['naive'] / cpu['fast']:.0f}x fast")
         print(f"API ceiling (500 calls/min x 1000 profiles) = 8,333 profiles/s;"
               f" fast path = {1 / per['fast'] / 8333:.1f}x the ceiling")
 

@@ -100,10 +100,35 @@ def test_read_ahead_runs_the_producer_in_another_thread_and_closing_stops_it():
 
     reader = read_ahead(items(), depth=2)
     assert next(reader) == 0
-    reader.close()
+    reader.close()  # returns without waiting for the producer
     assert closed.wait(5), "the producer's generator was not closed"
     assert producer_threads == {"algolia-read-ahead"}
-    assert not any(t.name == "algolia-read-ahead" for t in threading.enumerate())
+    for thread in threading.enumerate():
+        if thread.name == "algolia-read-ahead":
+            thread.join(5)
+            assert not thread.is_alive()
+
+
+def test_read_ahead_does_not_wait_for_a_slow_producer_when_the_consumer_fails():
+    release = threading.Event()
+
+    def items() -> Iterator[int]:
+        yield 1
+        release.wait()  # a request that takes long (a hang here would fail on pytest's timeout)
+        yield 2
+
+    reader = read_ahead(items())
+    assert next(reader) == 1
+    with pytest.raises(KeyError):
+        try:
+            raise KeyError("the consumer fails")
+        finally:
+            reader.close()
+    producer = [t for t in threading.enumerate() if t.name == "algolia-read-ahead"]
+    assert producer and producer[0].is_alive()  # close() returned while the producer was busy
+    release.set()
+    producer[0].join(5)
+    assert not producer[0].is_alive()
 
 
 def _insert_memory_limits(monkeypatch: Any) -> List[str]:
