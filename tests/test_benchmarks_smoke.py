@@ -12,7 +12,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script, args, expect", [
-    ("local_cost.py", ["--profiles", "3000", "--naive-profiles", "300"], "fast vs naive"),
+    ("local_cost.py", ["--profiles", "3000", "--naive-profiles", "300", "--repeat", "2"], "CPU per profile"),
     ("segments_cost.py", ["--users", "3000"], "example audiences"),
     ("incremental_cost.py", ["--users", "3000"], "incremental / full requests"),
     ("quota.py", ["--users", "600", "--page-size", "50", "--latency", "0.05", "--limit", "20",
