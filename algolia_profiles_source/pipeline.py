@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ def load_profiles(
     """
     source = algolia_profiles(reconcile=reconcile, **source_args)
     with exclusive(pipeline):
+        drop_leftover_extracted_packages(pipeline)
         if pipeline.has_pending_data:
             # a failed or killed run left a package: dlt finishes it and would ignore new data
             logger.warning("finishing the load package a previous run left pending")
@@ -148,6 +150,26 @@ def exclusive(pipeline: Any) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def drop_leftover_extracted_packages(pipeline: Any) -> None:
+    """Removes what a kill left of an extracted package whose data is already elsewhere.
+
+    dlt normalizes a package by committing a normalized copy and then deleting the extracted one
+    folder by folder; a kill in between leaves a folder that fails every later normalize
+    (``FileNotFoundError: .../new_jobs``). Such a folder holds nothing to load: its data is in the
+    normalized package, or (killed while being created) was never written.
+    """
+    from dlt.common.storages import NormalizeStorage
+    from dlt.common.storages.load_package import PackageStorage
+
+    elsewhere = set(pipeline.list_normalized_load_packages()) | set(pipeline.list_completed_load_packages())
+    root = Path(pipeline.working_dir) / "normalize" / NormalizeStorage.EXTRACTED_FOLDER
+    for load_id in pipeline.list_extracted_load_packages():
+        package = root / load_id
+        if load_id in elsewhere or not (package / PackageStorage.NEW_JOBS_FOLDER).is_dir():
+            logger.warning("removing the remains of extracted package %s (left by a killed run)", load_id)
+            shutil.rmtree(package, ignore_errors=True)
 
 
 def run_source(pipeline: Any, source: Any) -> LoadInfo:

@@ -65,3 +65,24 @@ def test_killed_loads_resume_exactly(emulator_factory, tmp_path):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), f"API key written to {path}"
+
+
+def test_a_run_killed_while_dlt_deletes_an_extracted_package_does_not_block_later_runs(emulator, tmp_path, caplog):
+    """dlt deletes a normalized package's extracted copy folder by folder: a kill in between left
+    `normalize/extracted/<id>` without `new_jobs`, and every later run failed in normalize."""
+    from tests.conftest import run
+
+    pipeline = make_pipeline(workdir=str(tmp_path / "work"))
+    run(pipeline, emulator)
+    leftover = Path(pipeline.working_dir) / "normalize" / "extracted" / "1795873168.7521079"
+    (leftover / "completed_jobs").mkdir(parents=True)  # new_jobs already deleted when killed
+    (leftover / "load_package_state.json").write_text("{}")
+    assert pipeline.has_pending_data
+
+    _apply_changes(emulator)
+    result = run(pipeline, emulator)
+
+    assert not leftover.exists()
+    assert "removing the remains of extracted package 1795873168.7521079" in caplog.text
+    assert result.run["initial"] is False
+    assert_warehouse_equals_emulator(pipeline, emulator)
