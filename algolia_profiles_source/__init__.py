@@ -270,33 +270,35 @@ def _profiles(
         seen = set()  # overlapping windows return some profiles twice: keep the first
     else:
         pages = read_ahead(client.iter_user_pages(params, max_pages=max_pages))
-    for page in pages:
-        pages_read += 1
-        if max_pages is not None and pages_read > max_pages:
-            raise PaginationError(
-                f"more than max_pages={max_pages} pages: raise max_pages if the application"
-                " really holds that many profiles"
+    try:
+        for page in pages:
+            pages_read += 1
+            if max_pages is not None and pages_read > max_pages:
+                raise PaginationError(
+                    f"more than max_pages={max_pages} pages: raise max_pages if the application"
+                    " really holds that many profiles"
+                )
+            if seen is not None:
+                page = _first_sightings(page, seen)
+            if len(page) == 0:
+                continue
+            tables = page_to_tables(
+                page, load_id=load_id, indices_as_json=indices_as_json, tombstones=not initial
             )
-        if seen is not None:
-            page = _first_sightings(page, seen)
-        if len(page) == 0:
-            continue
-        tables = page_to_tables(
-            page, load_id=load_id, indices_as_json=indices_as_json, tombstones=not initial
-        )
-        users_table, affinities_table = tables.users, tables.affinities
-        if tables.rejected:
-            rejected += len(tables.rejected)
-            logger.warning("quarantined %d malformed record(s) in rejected_records", len(tables.rejected))
-            yield mark(tables.rejected, _REJECTED_HINTS)
-        profiles += users_table.num_rows
-        report_page(users_table.num_rows, client.governor)
-        page_newest = pc.max(users_table["last_updated_at"]).as_py()
-        if page_newest is not None and (newest is None or page_newest > newest):
-            newest = page_newest
-        yield mark(users_table, users_hints)
-        yield mark(affinities_table, affinities_hints)
-
+            users_table, affinities_table = tables.users, tables.affinities
+            if tables.rejected:
+                rejected += len(tables.rejected)
+                logger.warning("quarantined %d malformed record(s) in rejected_records", len(tables.rejected))
+                yield mark(tables.rejected, _REJECTED_HINTS)
+            profiles += users_table.num_rows
+            report_page(users_table.num_rows, client.governor)
+            page_newest = pc.max(users_table["last_updated_at"]).as_py()
+            if page_newest is not None and (newest is None or page_newest > newest):
+                newest = page_newest
+            yield mark(users_table, users_hints)
+            yield mark(affinities_table, affinities_hints)
+    finally:
+        pages.close()  # stops a read-ahead or window thread now, not when the traceback is freed
     # the pages are in load files now: hand Arrow's cached buffers back before dlt loads them
     pa.default_memory_pool().release_unused()
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.

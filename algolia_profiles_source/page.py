@@ -5,7 +5,9 @@ the local cost of an export. Arrow's C++ JSON reader builds the columns directly
 Python object per field, in about half the time orjson alone needs. A body that does not fit the
 documented types (a score sent as a string, a profile that is not an object) is parsed again with
 orjson into dicts, and :func:`.transform.page_to_tables` quarantines the records that break the
-shape one by one. A body neither parser can read is malformed (the session retries it).
+shape one by one. A body orjson cannot read (not JSON, or not UTF-8) is malformed (the session
+retries it). Arrow also reads ``NaN`` and ``Infinity``, which orjson refuses: such a score is outside
+1-20, so its affinity is quarantined instead of the page failing.
 
 A page is therefore either an Arrow ``StructArray`` of profiles (the fast path) or a list of dicts;
 the helpers below read both.
@@ -46,7 +48,7 @@ Page = Union[pa.StructArray, List[Any]]
 
 
 class MalformedBody(ValueError):
-    """The body is not JSON (truncated, HTML from a proxy, empty)."""
+    """The body is not JSON orjson can read (truncated, HTML from a proxy, empty, not UTF-8)."""
 
 
 def parse_users_body(content: bytes) -> Dict[str, Any]:
@@ -69,8 +71,12 @@ def parse_users_body(content: bytes) -> Dict[str, Any]:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = None
     if table is not None and table.num_rows == 1 and table.column("users").null_count == 0:
-        users = table.column("users").combine_chunks()
-        return {"users": users.flatten(), "nextPageToken": table.column("nextPageToken")[0].as_py()}
+        users = table.column("users").combine_chunks().flatten()
+        try:
+            users.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; orjson does not
+        except pa.ArrowInvalid:
+            return parse_json(content)
+        return {"users": users, "nextPageToken": table.column("nextPageToken")[0].as_py()}
     return parse_json(content)
 
 

@@ -186,12 +186,23 @@ def run_source(pipeline: Any, source: Any) -> LoadInfo:
         try:
             return pipeline.load()
         except PipelineStepFailed as error:
-            if not bounded:
+            if not (bounded and _out_of_memory(error)):
                 raise
             failure = error
-    # jobs already loaded stay loaded: dlt runs only the ones left
-    logger.warning("the bounded load failed (%s); loading again with DuckDB's defaults", failure)
+    # the jobs that completed stay loaded: dlt runs the ones left
+    logger.warning("the bounded load ran out of memory (%s); loading again with DuckDB's defaults", failure)
     return pipeline.load()
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "OutOfMemoryException" or "Out of Memory Error" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 # An initial export only appends to tables: DuckDB streams it in a fixed amount of memory, where by
@@ -206,8 +217,10 @@ INITIAL_LOAD_MB_PER_THREAD = 32
 def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
     """Bounds DuckDB's memory for the loads run inside; yields whether it could.
 
-    Applies to DuckDB pipelines made by :func:`make_pipeline`; settings the user configured in
-    ``destination.duckdb.credentials.global_config`` win.
+    Applies to DuckDB pipelines that hold their credentials object (:func:`make_pipeline` makes
+    them so); settings the user configured in ``destination.duckdb.credentials.global_config`` win.
+    Afterwards the settings it changed are reset to DuckDB's defaults, also on a database instance
+    that another connection kept open.
     """
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
@@ -221,11 +234,17 @@ def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
         "memory_limit": f"{max(INITIAL_LOAD_MIN_MB, INITIAL_LOAD_MB_PER_THREAD * threads)}MB",
         "preserve_insertion_order": False,
     }
+    changed = [key for key in bound if key not in (configured or {})]
     credentials.global_config = {**bound, **(configured or {})}
     try:
         yield True
     finally:
         credentials.global_config = configured
+        # global settings belong to the database instance, which another open connection in this
+        # process may keep alive after the load: put DuckDB's defaults back explicitly
+        with pipeline.sql_client() as client:
+            for key in changed:
+                client.execute_sql(f"RESET GLOBAL {key}")
 
 
 def last_run(pipeline: Any) -> Dict[str, Any]:

@@ -153,7 +153,8 @@ def page_to_tables(
                 if not valid_id[position].as_py()
                 else "lastUpdatedAt missing or not an RFC 3339 date-time"
             )
-            rejected.append(_rejection(reason, profile.get("userID"), profile))
+            user_id = profile.get("userID") if isinstance(profile, dict) else None
+            rejected.append(_rejection(reason, user_id, profile))
         page, updated = page.filter(keep), updated.filter(keep)
         user_ids = page.field("userID")
 

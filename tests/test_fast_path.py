@@ -16,6 +16,7 @@ from algolia_profiles_source.read_ahead import read_ahead
 from algolia_profiles_source.transform import page_to_tables
 
 from .conftest import assert_warehouse_equals_emulator, run
+from .test_source_e2e import api_calls
 
 PROFILE = {
     "userID": "u-1",
@@ -194,3 +195,56 @@ def test_a_bounded_load_that_fails_is_loaded_again_unbounded(emulator, pipeline_
         run(pipeline, emulator)
     assert "loading again with DuckDB's defaults" in caplog.text
     assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+def test_a_page_with_invalid_utf8_is_malformed_as_before():
+    content = body([dict(PROFILE, affinities=[dict(PROFILE["affinities"][0], value="Caf\u00e9")])])
+    broken = content.replace("Café".encode(), b"Caf\xe9")  # Latin-1 from a re-encoding proxy
+    with pytest.raises(MalformedBody):
+        parse_users_body(broken)
+
+
+def test_a_null_profile_is_quarantined_on_both_paths():
+    for page in (parse_users_body(body([PROFILE, None]))["users"], [PROFILE, None]):
+        tables = page_to_tables(page)
+        assert tables.users.column("user_id").to_pylist() == ["u-1"]
+        assert [r["reason"].split()[0] for r in tables.rejected] == ["userID"]
+
+
+def test_the_bound_is_undone_on_a_database_another_connection_keeps_open(emulator, pipeline_factory):
+    import duckdb
+
+    pipeline = pipeline_factory()
+    path = pipeline.destination.config_params["credentials"].database
+    with duckdb.connect(path) as held:  # a notebook or a dashboard on the same file
+        before = held.execute(
+            "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')"
+        ).fetchone()
+        run(pipeline, emulator)
+        after = held.execute(
+            "SELECT current_setting('memory_limit'), current_setting('preserve_insertion_order')"
+        ).fetchone()
+    assert after == before and _mib(after[0]) > 1024 and after[1] is True
+
+
+def test_the_read_ahead_thread_stops_when_the_walk_fails(emulator, pipeline_factory, monkeypatch):
+    import algolia_profiles_source as source_module
+
+    convert = source_module.page_to_tables
+    calls = {"n": 0}
+
+    def fail_on_second_page(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the consumer fails on page 2")
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(source_module, "page_to_tables", fail_on_second_page)
+    pipeline = pipeline_factory()
+    with pytest.raises(Exception, match="the consumer fails") as failure:  # noqa: F841 - kept alive
+        run(pipeline, emulator, page_size=7)  # 22 pages: the producer has many left
+    for thread in threading.enumerate():
+        if thread.name == "algolia-read-ahead":
+            thread.join(5)
+            assert not thread.is_alive(), "the read-ahead thread outlived the failed walk"
+    assert len(api_calls(emulator)) <= 6  # pages 1-2 and what was read ahead, not the other 16
