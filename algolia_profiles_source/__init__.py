@@ -267,7 +267,8 @@ def _profiles(
     pages_read = 0
     if concurrency > 1:
         pages = _concurrent_pages(client, query, params, concurrency, reconcile, started, overlap)
-        seen = set()  # overlapping windows return some profiles twice: keep the first
+        if reconcile:
+            seen = set()  # the catch-up walk re-reads profiles the windows yielded: keep the first
     else:
         pages = read_ahead(client.iter_user_pages(params, max_pages=max_pages))
     try:
@@ -352,14 +353,15 @@ def _concurrent_pages(
     started: datetime,
     overlap: Any,
 ) -> Iterator[List[Any]]:
-    """Pages of concurrent window walks (see :mod:`.windows`).
+    """Pages of concurrent window walks (see :mod:`.windows`), each profile once.
 
-    A profile recomputed during the walk moves to a newer window, which may already be done: the
-    next incremental run picks it up. A reconcile cannot wait for that (an unseen profile counts as
-    deleted), so it ends with one sequential walk of everything updated since it started.
+    Profiles updated after the walk started are left to the next incremental run. A reconcile cannot
+    wait for that (an unseen profile counts as deleted), so it ends with one sequential walk of
+    everything updated since it started, whose repeats the source drops by user ID.
     """
     start = Window.exact(params)
-    yield from walk_concurrently(client.clone, params, [start], concurrency, query.page_size)
+    until = started if "endDate" not in params else None
+    yield from walk_concurrently(client.clone, params, [start], concurrency, query.page_size, until=until)
     if reconcile:
         catch_up = dict(params, startDate=format_rfc3339(started - overlap))
         yield from client.iter_user_pages(catch_up)

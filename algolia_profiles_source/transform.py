@@ -244,6 +244,11 @@ def _parse_each(strings: pa.Array, allow_null: bool = False) -> Tuple[pa.Array, 
     return pa.array(values, TIMESTAMP), pa.array(mask, pa.bool_())
 
 
+def parse_timestamps_or_null(strings: pa.Array) -> pa.Array:
+    """:func:`parse_timestamps`, with null where a string is not an RFC 3339 date-time."""
+    return _parse_each(strings, allow_null=True)[0]
+
+
 def _rejection(reason: str, user_id: Any, record: Any) -> Dict[str, Any]:
     return {
         "reason": reason,

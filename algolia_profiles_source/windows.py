@@ -11,10 +11,17 @@ quantiles of the timestamps read so far (a random sample of the window, since pa
 ``userID``) while no other window is waiting. A small incremental run therefore costs what a
 sequential walk costs, and a large export fans out after its first few requests; the pages a split
 window already read are read again by its parts (a few percent of a large export). A batch of
-profiles sharing one timestamp cannot be split and is walked on its own. Cuts are widened by a
-second on each side (the API does not document whether its bounds are inclusive), while the run's
-own ``startDate``/``endDate`` are sent exactly; the overlaps and re-reads produce duplicate
-profiles, which the source drops (first sighting wins).
+profiles sharing one timestamp cannot be split and is walked on its own.
+
+Every profile is yielded once, without remembering which were (memory stays flat at any size):
+
+- cuts are requested widened by a second on each side (the API does not document whether its bounds
+  are inclusive), and each window keeps only the profiles inside its own half-open range; the run's
+  own ``startDate``/``endDate`` are sent exactly and not re-checked;
+- a window that splits hands over none of the pages it read before splitting: its parts read them;
+- with ``until`` (the time the run started, for a run without ``endDate``), profiles updated after it
+  are left out: a profile updated during the walk moves to a newer timestamp, possibly into a
+  window walked later, and the next incremental run reads it.
 """
 
 from __future__ import annotations
@@ -26,8 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from .page import Page, timestamps
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .page import Page, keep, timestamps
 from .query import format_rfc3339, parse_datetime
+from .transform import TIMESTAMP, parse_timestamps_or_null
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +75,26 @@ class Window:
             params["endDate"] = format_rfc3339(self.end if self.exact_end else self.end + EDGE)
         return params
 
+    def inside(self, page: Page, until: Optional[datetime] = None) -> Page:
+        """The profiles of ``page`` inside this window's own range: at or after a cut start, before
+        a cut end, and not after ``until``. Profiles without a readable ``lastUpdatedAt`` stay (they
+        are quarantined later)."""
+        bounds = []
+        if self.start is not None and not self.exact_start:
+            bounds.append((pc.greater_equal, self.start))
+        if self.end is not None and not self.exact_end:
+            bounds.append((pc.less, self.end))
+        if until is not None:
+            bounds.append((pc.less_equal, until))
+        if not bounds or len(page) == 0:
+            return page
+        strings = page.field("lastUpdatedAt") if isinstance(page, pa.StructArray) else pa.array(timestamps(page), pa.string())
+        stamps = parse_timestamps_or_null(strings)
+        mask = pa.repeat(pa.scalar(True), len(page))
+        for compare, bound in bounds:
+            mask = pc.and_(mask, pc.fill_null(compare(stamps, pa.scalar(bound, type=TIMESTAMP)), True))
+        return page if pc.all(mask).as_py() else keep(page, mask.to_pylist())
+
     def split(self, cuts: Sequence[datetime]) -> List["Window"]:
         inner = sorted({c for c in cuts if (self.start is None or c > self.start) and (self.end is None or c < self.end)})
         if not inner:
@@ -84,6 +115,7 @@ def walk_concurrently(
     workers: int,
     page_size: int,
     split_after: Optional[int] = None,
+    until: Optional[datetime] = None,
 ) -> Iterator[Page]:
     """Yields pages of profiles (see :mod:`.page`) from ``workers`` threads walking the windows.
 
@@ -117,15 +149,20 @@ def walk_concurrently(
                 if window is None:
                     return
                 sample: List[Optional[str]] = []
+                held: List[Page] = []  # the first pages, handed over once the window will not split
                 for number, page in enumerate(
                     client.iter_user_pages(window.params(base_params)), start=1
                 ):
                     if stop.is_set():
                         return
-                    pages.put(page)
-                    if number <= split_after:
-                        sample.extend(timestamps(page))
-                    if number == split_after and len(page) >= page_size and pending.qsize() == 0:
+                    full = len(page) >= page_size
+                    page = window.inside(page, until)
+                    if number > split_after:
+                        pages.put(page)
+                        continue
+                    held.append(page)
+                    sample.extend(timestamps(page))
+                    if number == split_after and full and pending.qsize() == 0:
                         parts = window.split(_quantiles(sample, 2 * workers))
                         if len(parts) > 1 and all(_span(p) >= MIN_SPAN for p in parts if p.start and p.end):
                             logger.info("splitting window %s..%s into %d", window.start, window.end, len(parts))
@@ -133,8 +170,14 @@ def walk_concurrently(
                                 state["open"] += len(parts)
                             for part in parts:
                                 pending.put(part)
-                            break  # its parts walk the rest (and re-read what this walk read)
-                        sample = []
+                            held = []  # its parts read these profiles again
+                            break
+                    if number == split_after:
+                        for kept in held:
+                            pages.put(kept)
+                        held = []
+                for kept in held:  # a window shorter than split_after pages
+                    pages.put(kept)
                 finish_window()
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             stop.set()

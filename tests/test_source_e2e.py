@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from algolia_profiles_source.emulator import FAULT_KINDS
 from algolia_profiles_source.query import format_rfc3339
-from tests.conftest import assert_warehouse_equals_emulator, expected_snapshot, run
+from tests.conftest import assert_warehouse_equals_emulator, expected_snapshot, run, warehouse_snapshot
 
 
 def api_calls(emu, path="/2/users"):
@@ -242,6 +242,38 @@ def test_concurrent_windows_are_exact_under_faults(emulator_factory, pipeline_fa
     assert_warehouse_equals_emulator(pipeline, emu)
     assert all(c.params.get("startDate") for c in api_calls(emu))
     assert second.run["profiles"] < 0.3 * len(emu.store)
+
+
+def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_run_updates_them(
+    emulator_factory, pipeline_factory
+):
+    import threading
+    import time
+
+    emu = emulator_factory(n_users=800, latency=0.02)
+    emu.clear_requests()
+    moved = []
+
+    def recompute_during_walk():
+        deadline = time.monotonic() + 30
+        while len([r for r in emu.requests if r.path == "/2/users"]) < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        for profile in emu.store.users()[::20]:  # spread over every window
+            emu.store.upsert(dict(profile, lastUpdatedAt=stamp, affinities=profile["affinities"][:1]))
+            moved.append(profile["userID"])
+
+    pipeline = pipeline_factory()
+    mover = threading.Thread(target=recompute_during_walk)
+    mover.start()
+    first = run(pipeline, emu, page_size=20, concurrency=4)
+    mover.join()
+    assert moved and first.run["initial"] is True
+    users, _ = warehouse_snapshot(pipeline)  # fails on a user or affinity loaded twice
+    assert set(users) <= {p["userID"] for p in emu.store.users()}
+
+    run(pipeline, emu, page_size=20, concurrency=4)  # picks up what moved past the first walk's start
+    assert_warehouse_equals_emulator(pipeline, emu)
 
 
 def test_concurrent_backfill_keeps_the_window_bounds_exact(emulator_factory, pipeline_factory):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import orjson
 import pytest
 
 from algolia_profiles_source.query import build_query, format_rfc3339
@@ -170,6 +171,29 @@ def test_windows_keep_the_run_bounds_exact_and_overlap_their_cuts():
     open_ended = Window.exact({})
     assert [w.params({}) for w in open_ended.split([cut])] == [
         {"endDate": "2026-11-01T06:00:01Z"}, {"startDate": "2026-11-01T05:59:59Z"}]
+
+
+def test_a_window_keeps_only_its_own_half_open_range_of_what_the_widened_request_returns():
+    from datetime import timedelta
+
+    from algolia_profiles_source.page import parse_users_body
+    from algolia_profiles_source.windows import Window
+
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    cut = t0 + timedelta(hours=6)
+    run_window = Window.exact({"startDate": "2026-11-01T00:00:00Z"})
+    below, above = run_window.split([cut])
+    stamps = ["2026-11-01T05:59:59.500000Z", "2026-11-01T06:00:00Z", "2026-11-01T06:00:00.500000Z",
+              "2026-10-31T23:59:59Z", "not a date", "2026-11-02T00:00:00Z"]
+    profiles = [{"userID": f"u{i}", "lastUpdatedAt": s, "affinities": []} for i, s in enumerate(stamps)]
+    for page in (profiles, parse_users_body(orjson.dumps({"users": profiles}))["users"]):
+        ids = lambda p: [x["userID"] for x in (p if isinstance(p, list) else p.to_pylist())]  # noqa: E731
+        # a cut is half-open: a profile exactly on it belongs above; the run's own start is exact
+        assert ids(below.inside(page)) == ["u0", "u3", "u4"]
+        assert ids(above.inside(page)) == ["u1", "u2", "u4", "u5"]
+        # `until` leaves out what was updated after the walk started (the next run reads it)
+        assert ids(above.inside(page, until=t0 + timedelta(hours=12))) == ["u1", "u2", "u4"]
+        assert ids(run_window.inside(page)) == ids(page)  # exact bounds are not re-checked
 
 
 def test_progress_redraws_on_a_terminal_and_stays_quiet_in_logs():
