@@ -267,8 +267,7 @@ def _profiles(
     pages_read = 0
     if concurrency > 1:
         pages = _concurrent_pages(client, query, params, concurrency, reconcile, started, overlap)
-        if reconcile:
-            seen = set()  # the catch-up walk re-reads profiles the windows yielded: keep the first
+        seen = set()  # a profile updated during the walk may be read twice: keep the first
     else:
         pages = read_ahead(client.iter_user_pages(params, max_pages=max_pages))
     try:
@@ -303,6 +302,10 @@ def _profiles(
     # the pages are in load files now: hand Arrow's cached buffers back before dlt loads them
     pa.default_memory_pool().release_unused()
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
+    if seen is not None and newest is not None and newest > started:
+        # first sighting wins: a newer version read later was dropped, and the next run must read
+        # it again, so the cursor may not pass the walk's start
+        newest = started
     if not backfill:
         if newest is not None and (cursor is None or newest > cursor):
             state["last_updated_at"] = format_rfc3339(newest)
@@ -353,15 +356,14 @@ def _concurrent_pages(
     started: datetime,
     overlap: Any,
 ) -> Iterator[List[Any]]:
-    """Pages of concurrent window walks (see :mod:`.windows`), each profile once.
+    """Pages of concurrent window walks (see :mod:`.windows`).
 
-    Profiles updated after the walk started are left to the next incremental run. A reconcile cannot
-    wait for that (an unseen profile counts as deleted), so it ends with one sequential walk of
-    everything updated since it started, whose repeats the source drops by user ID.
+    A profile recomputed during the walk moves to a newer window, which may already be done: the
+    next incremental run picks it up. A reconcile cannot wait for that (an unseen profile counts as
+    deleted), so it ends with one sequential walk of everything updated since it started.
     """
     start = Window.exact(params)
-    until = started if "endDate" not in params else None
-    yield from walk_concurrently(client.clone, params, [start], concurrency, query.page_size, until=until)
+    yield from walk_concurrently(client.clone, params, [start], concurrency, query.page_size)
     if reconcile:
         catch_up = dict(params, startDate=format_rfc3339(started - overlap))
         yield from client.iter_user_pages(catch_up)

@@ -13,15 +13,13 @@ sequential walk costs, and a large export fans out after its first few requests;
 window already read are read again by its parts (a few percent of a large export). A batch of
 profiles sharing one timestamp cannot be split and is walked on its own.
 
-Every profile is yielded once, without remembering which were (memory stays flat at any size):
-
-- cuts are requested widened by a second on each side (the API does not document whether its bounds
-  are inclusive), and each window keeps only the profiles inside its own half-open range; the run's
-  own ``startDate``/``endDate`` are sent exactly and not re-checked;
-- a window that splits hands over none of the pages it read before splitting: its parts read them;
-- with ``until`` (the time the run started, for a run without ``endDate``), profiles updated after it
-  are left out: a profile updated during the walk moves to a newer timestamp, possibly into a
-  window walked later, and the next incremental run reads it.
+Windows repeat profiles in two ways that are handled here: cuts are requested widened by a second on
+each side (the API does not document whether its bounds are inclusive), and each window keeps only
+the profiles inside its own half-open range (the run's own ``startDate``/``endDate`` are sent
+exactly and not re-checked); a window that splits hands over none of the pages it read before
+splitting, since its parts read them again. A third way is not: a profile updated during the walk
+moves to a newer timestamp and may be read again by a window walked later, so the source still drops
+repeats by user ID (first sighting wins).
 """
 
 from __future__ import annotations
@@ -75,17 +73,15 @@ class Window:
             params["endDate"] = format_rfc3339(self.end if self.exact_end else self.end + EDGE)
         return params
 
-    def inside(self, page: Page, until: Optional[datetime] = None) -> Page:
-        """The profiles of ``page`` inside this window's own range: at or after a cut start, before
-        a cut end, and not after ``until``. Profiles without a readable ``lastUpdatedAt`` stay (they
-        are quarantined later)."""
+    def inside(self, page: Page) -> Page:
+        """The profiles of ``page`` inside this window's own range: at or after a cut start and
+        before a cut end. Profiles without a readable ``lastUpdatedAt`` stay (they are quarantined
+        later)."""
         bounds = []
         if self.start is not None and not self.exact_start:
             bounds.append((pc.greater_equal, self.start))
         if self.end is not None and not self.exact_end:
             bounds.append((pc.less, self.end))
-        if until is not None:
-            bounds.append((pc.less_equal, until))
         if not bounds or len(page) == 0:
             return page
         strings = page.field("lastUpdatedAt") if isinstance(page, pa.StructArray) else pa.array(timestamps(page), pa.string())
@@ -115,7 +111,6 @@ def walk_concurrently(
     workers: int,
     page_size: int,
     split_after: Optional[int] = None,
-    until: Optional[datetime] = None,
 ) -> Iterator[Page]:
     """Yields pages of profiles (see :mod:`.page`) from ``workers`` threads walking the windows.
 
@@ -156,7 +151,7 @@ def walk_concurrently(
                     if stop.is_set():
                         return
                     full = len(page) >= page_size
-                    page = window.inside(page, until)
+                    page = window.inside(page)
                     if number > split_after:
                         pages.put(page)
                         continue

@@ -244,8 +244,9 @@ def test_concurrent_windows_are_exact_under_faults(emulator_factory, pipeline_fa
     assert second.run["profiles"] < 0.3 * len(emu.store)
 
 
+@pytest.mark.parametrize("lag_seconds", [0, 5])  # 5: the API's clock (or its stamps) run behind ours
 def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_run_updates_them(
-    emulator_factory, pipeline_factory
+    emulator_factory, pipeline_factory, lag_seconds
 ):
     import threading
     import time
@@ -258,7 +259,7 @@ def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_r
         deadline = time.monotonic() + 30
         while len([r for r in emu.requests if r.path == "/2/users"]) < 8 and time.monotonic() < deadline:
             time.sleep(0.005)
-        stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp = (datetime.now(timezone.utc) - timedelta(seconds=lag_seconds)).isoformat().replace("+00:00", "Z")
         for profile in emu.store.users()[::20]:  # spread over every window
             emu.store.upsert(dict(profile, lastUpdatedAt=stamp, affinities=profile["affinities"][:1]))
             moved.append(profile["userID"])
@@ -272,8 +273,41 @@ def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_r
     users, _ = warehouse_snapshot(pipeline)  # fails on a user or affinity loaded twice
     assert set(users) <= {p["userID"] for p in emu.store.users()}
 
-    run(pipeline, emu, page_size=20, concurrency=4)  # picks up what moved past the first walk's start
+    run(pipeline, emu, page_size=20, concurrency=4)  # picks up the versions the first walk dropped
     assert_warehouse_equals_emulator(pipeline, emu)
+
+
+def test_a_concurrent_backfill_ending_in_the_future_loads_recomputed_profiles_once(emulator_factory, pipeline_factory):
+    import threading
+    import time
+
+    emu = emulator_factory(n_users=800, latency=0.02)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=20)
+    emu.clear_requests()
+    versions = {}
+
+    def recompute_during_walk():
+        deadline = time.monotonic() + 30
+        while len([r for r in emu.requests if r.path == "/2/users"]) < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        for profile in emu.store.users()[::20]:
+            new = dict(profile, lastUpdatedAt=stamp, affinities=[
+                dict(a, value=a["value"] + " (recomputed)") for a in profile["affinities"][:1]])
+            versions[profile["userID"]] = [expected_snapshot([v])[1] for v in (profile, new)]
+            emu.store.upsert(new)
+
+    mover = threading.Thread(target=recompute_during_walk)
+    mover.start()
+    tomorrow = format_rfc3339(datetime.now(timezone.utc) + timedelta(days=1))
+    run(pipeline, emu, page_size=20, concurrency=4, start_date="2000-01-01T00:00:00Z", end_date=tomorrow)
+    mover.join()
+    _, affinities = warehouse_snapshot(pipeline)  # fails on an affinity loaded twice
+    assert versions
+    for user_id, (old, new) in versions.items():
+        loaded = {k: v for k, v in affinities.items() if k[0] == user_id}
+        assert loaded in (old, new), f"{user_id}: a mix of two versions"
 
 
 def test_concurrent_backfill_keeps_the_window_bounds_exact(emulator_factory, pipeline_factory):

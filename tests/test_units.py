@@ -191,8 +191,6 @@ def test_a_window_keeps_only_its_own_half_open_range_of_what_the_widened_request
         # a cut is half-open: a profile exactly on it belongs above; the run's own start is exact
         assert ids(below.inside(page)) == ["u0", "u3", "u4"]
         assert ids(above.inside(page)) == ["u1", "u2", "u4", "u5"]
-        # `until` leaves out what was updated after the walk started (the next run reads it)
-        assert ids(above.inside(page, until=t0 + timedelta(hours=12))) == ["u1", "u2", "u4"]
         assert ids(run_window.inside(page)) == ids(page)  # exact bounds are not re-checked
 
 
