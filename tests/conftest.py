@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import itertools
 import os
-from datetime import datetime, timezone
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
 from algolia_profiles_source.emulator import Emulator
 from algolia_profiles_source.pipeline import load_profiles, make_pipeline
+from algolia_profiles_source.query import format_rfc3339
 
 APP_ID = "TESTAPP"
 API_KEY = "sk-test-Zq8u1Lw9-DISTINCTIVE-KEY-9f3c"  # distinctive, so tests can grep for leaks
@@ -71,6 +75,36 @@ def source_args(emu: Emulator, **overrides: Any) -> Dict[str, Any]:
 
 def run(pipeline: Any, emu: Emulator, **overrides: Any) -> Any:
     return load_profiles(pipeline, **source_args(emu, **overrides))
+
+
+@contextmanager
+def recomputed_during_walk(
+    emu: Emulator,
+    change: Callable[[Dict[str, Any], str], Dict[str, Any]],
+    after_requests: int = 8,
+    lag_seconds: float = 0,
+) -> Iterator[List[Tuple[Dict[str, Any], Dict[str, Any]]]]:
+    """While the block runs a walk: once it has made ``after_requests`` calls to ``/2/users``, every
+    20th profile (spread over every window) is replaced by ``change(profile, stamp)``, ``stamp`` being
+    now minus ``lag_seconds``. Yields the (old, new) pairs, complete when the block ends."""
+    moved: List[Tuple[Dict[str, Any], Dict[str, Any]]] = []
+
+    def recompute() -> None:
+        deadline = time.monotonic() + 30
+        while len([r for r in emu.requests if r.path == "/2/users"]) < after_requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stamp = format_rfc3339(datetime.now(timezone.utc) - timedelta(seconds=lag_seconds))
+        for profile in emu.store.users()[::20]:
+            new = change(profile, stamp)
+            emu.store.upsert(new)
+            moved.append((profile, new))
+
+    mover = threading.Thread(target=recompute)
+    mover.start()
+    try:
+        yield moved
+    finally:
+        mover.join()
 
 
 def ts(value: str | None) -> datetime | None:

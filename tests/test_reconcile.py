@@ -9,9 +9,8 @@ import pytest
 
 from algolia_profiles_source.exceptions import ApiError, ConfigurationError
 from algolia_profiles_source.pipeline import load_profiles
-from algolia_profiles_source.query import format_rfc3339
 from algolia_profiles_source.segments import build_segments
-from tests.conftest import expected_snapshot, run, source_args, warehouse_snapshot
+from tests.conftest import expected_snapshot, recomputed_during_walk, run, source_args, warehouse_snapshot
 
 CAMPERS = {"audiences": {"campers": {"rule": {"affinity": "category:Camping"}}}}
 
@@ -130,27 +129,12 @@ def test_reconcile_after_a_pending_package_marks_only_the_really_deleted(emulato
 
 
 def test_concurrent_reconcile_sees_profiles_recomputed_during_the_walk(emulator_factory, pipeline_factory):
-    import threading
-    import time
-
     emu = emulator_factory(n_users=800, latency=0.02)
     pipeline = pipeline_factory()
     run(pipeline, emu, page_size=20)
     emu.clear_requests()
-    moved = []
-
-    def recompute_during_walk():
-        deadline = time.monotonic() + 30
-        while len([r for r in emu.requests if r.path == "/2/users"]) < 6 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        stamp = format_rfc3339(datetime.now(timezone.utc))
-        for profile in emu.store.users()[::20]:  # spread over every window
-            emu.store.upsert(dict(profile, lastUpdatedAt=stamp))
-            moved.append(profile["userID"])
-
-    mover = threading.Thread(target=recompute_during_walk)
-    mover.start()
-    result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=20, concurrency=4))
-    mover.join()
+    restamp = lambda profile, stamp: dict(profile, lastUpdatedAt=stamp)  # noqa: E731
+    with recomputed_during_walk(emu, restamp, after_requests=6) as moved:
+        result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=20, concurrency=4))
     assert moved and result.run["deleted"] == 0
     assert deleted_users(pipeline) == set()

@@ -10,7 +10,13 @@ import pytest
 
 from algolia_profiles_source.emulator import FAULT_KINDS
 from algolia_profiles_source.query import format_rfc3339
-from tests.conftest import assert_warehouse_equals_emulator, expected_snapshot, run, warehouse_snapshot
+from tests.conftest import (
+    assert_warehouse_equals_emulator,
+    expected_snapshot,
+    recomputed_during_walk,
+    run,
+    warehouse_snapshot,
+)
 
 
 def api_calls(emu, path="/2/users"):
@@ -248,27 +254,12 @@ def test_concurrent_windows_are_exact_under_faults(emulator_factory, pipeline_fa
 def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_run_updates_them(
     emulator_factory, pipeline_factory, lag_seconds
 ):
-    import threading
-    import time
-
     emu = emulator_factory(n_users=800, latency=0.02)
     emu.clear_requests()
-    moved = []
-
-    def recompute_during_walk():
-        deadline = time.monotonic() + 30
-        while len([r for r in emu.requests if r.path == "/2/users"]) < 8 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        stamp = (datetime.now(timezone.utc) - timedelta(seconds=lag_seconds)).isoformat().replace("+00:00", "Z")
-        for profile in emu.store.users()[::20]:  # spread over every window
-            emu.store.upsert(dict(profile, lastUpdatedAt=stamp, affinities=profile["affinities"][:1]))
-            moved.append(profile["userID"])
-
     pipeline = pipeline_factory()
-    mover = threading.Thread(target=recompute_during_walk)
-    mover.start()
-    first = run(pipeline, emu, page_size=20, concurrency=4)
-    mover.join()
+    shrink = lambda profile, stamp: dict(profile, lastUpdatedAt=stamp, affinities=profile["affinities"][:1])  # noqa: E731
+    with recomputed_during_walk(emu, shrink, lag_seconds=lag_seconds) as moved:
+        first = run(pipeline, emu, page_size=20, concurrency=4)
     assert moved and first.run["initial"] is True
     users, _ = warehouse_snapshot(pipeline)  # fails on a user or affinity loaded twice
     assert set(users) <= {p["userID"] for p in emu.store.users()}
@@ -278,31 +269,19 @@ def test_profiles_recomputed_during_a_concurrent_export_load_once_and_the_next_r
 
 
 def test_a_concurrent_backfill_ending_in_the_future_loads_recomputed_profiles_once(emulator_factory, pipeline_factory):
-    import threading
-    import time
-
     emu = emulator_factory(n_users=800, latency=0.02)
     pipeline = pipeline_factory()
     run(pipeline, emu, page_size=20)
     emu.clear_requests()
-    versions = {}
 
-    def recompute_during_walk():
-        deadline = time.monotonic() + 30
-        while len([r for r in emu.requests if r.path == "/2/users"]) < 8 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        stamp = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-        for profile in emu.store.users()[::20]:
-            new = dict(profile, lastUpdatedAt=stamp, affinities=[
-                dict(a, value=a["value"] + " (recomputed)") for a in profile["affinities"][:1]])
-            versions[profile["userID"]] = [expected_snapshot([v])[1] for v in (profile, new)]
-            emu.store.upsert(new)
+    def recompute(profile, stamp):
+        return dict(profile, lastUpdatedAt=stamp, affinities=[
+            dict(a, value=a["value"] + " (recomputed)") for a in profile["affinities"][:1]])
 
-    mover = threading.Thread(target=recompute_during_walk)
-    mover.start()
     tomorrow = format_rfc3339(datetime.now(timezone.utc) + timedelta(days=1))
-    run(pipeline, emu, page_size=20, concurrency=4, start_date="2000-01-01T00:00:00Z", end_date=tomorrow)
-    mover.join()
+    with recomputed_during_walk(emu, recompute) as moved:
+        run(pipeline, emu, page_size=20, concurrency=4, start_date="2000-01-01T00:00:00Z", end_date=tomorrow)
+    versions = {old["userID"]: [expected_snapshot([v])[1] for v in (old, new)] for old, new in moved}
     _, affinities = warehouse_snapshot(pipeline)  # fails on an affinity loaded twice
     assert versions
     for user_id, (old, new) in versions.items():
