@@ -36,18 +36,22 @@ class LoadResult:
     row_counts: Dict[str, int] = field(default_factory=dict)
 
 
-def duckdb_credentials(path: str) -> Any:
+def duckdb_credentials(path: str, pipeline_name: Optional[str] = None) -> Any:
     """Credentials of the DuckDB file ``path``, with every other setting (``global_config``,
-    ``pragmas``, ...) read from ``destination.duckdb.credentials`` as dlt would read it.
+    ``pragmas``, ...) read from ``destination.duckdb.credentials`` as dlt would read it: under
+    ``<pipeline_name>.destination.duckdb.credentials`` first, then without the pipeline name.
 
     The pipeline holds this object, so :func:`run_source` can bound the initial export's load.
     """
     from dlt.common.configuration import resolve_configuration
+    from dlt.common.configuration.resolve import inject_section
+    from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-    credentials = resolve_configuration(
-        DuckDbCredentials(path), sections=("destination", "duckdb", "credentials")
-    )
+    with inject_section(ConfigSectionContext(pipeline_name=pipeline_name)):
+        credentials = resolve_configuration(
+            DuckDbCredentials(path), sections=("destination", "duckdb", "credentials")
+        )
     credentials.database = path  # the path given here wins over a configured one
     return credentials
 
@@ -79,7 +83,7 @@ def make_pipeline(
                 f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
                 " rename one of them"
             )
-        destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path))
+        destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path, pipeline_name))
     try:
         return dlt.pipeline(
             pipeline_name=pipeline_name,

@@ -183,6 +183,19 @@ def test_a_configured_duckdb_setting_wins_over_the_bound(emulator, pipeline_fact
     assert limits and all(280 <= _mib(limit) <= 300 for limit in limits), limits
 
 
+def test_a_pipeline_scoped_duckdb_setting_is_read_before_the_global_one(emulator, pipeline_factory, monkeypatch):
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "300MB"}')
+    monkeypatch.setenv("SCOPED_PROFILES__DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "200MB"}')
+    limits = _insert_memory_limits(monkeypatch)
+    pipeline = pipeline_factory("scoped_profiles")
+    assert pipeline.destination.config_params["credentials"].global_config == {"memory_limit": "200MB"}
+    other = pipeline_factory("other_profiles")  # another pipeline still reads the unscoped setting
+    assert other.destination.config_params["credentials"].global_config == {"memory_limit": "300MB"}
+
+    run(pipeline, emulator)
+    assert limits and all(180 <= _mib(limit) <= 200 for limit in limits), limits
+
+
 def test_a_bounded_load_that_fails_is_loaded_again_unbounded(emulator, pipeline_factory, monkeypatch, caplog):
     import algolia_profiles_source.pipeline as pipeline_module
 
