@@ -151,3 +151,22 @@ def test_entered_and_exited_events_follow_the_data(loaded):
         history = client.execute_sql(
             f"SELECT count(DISTINCT build_id) FROM {client.make_qualified_table_name('segment_builds')}")
     assert history[0][0] == 2
+
+
+def test_a_view_on_segment_members_sees_each_new_build(loaded):
+    """DuckDB swaps the new members in by renaming their table: a customer's view keeps working."""
+    emu, pipeline = loaded
+    definitions = tomllib.loads(EXAMPLES.read_text())
+    build_segments(pipeline, definitions, as_of=NOW)
+    with pipeline.sql_client() as client:
+        members = client.make_qualified_table_name("segment_members")
+        view = client.make_qualified_table_name("kids_only")
+        client.execute_sql(f"CREATE VIEW {view} AS SELECT user_id FROM {members} WHERE segment = 'kids_shoppers'")
+        before = {row[0] for row in client.execute_sql(f"SELECT user_id FROM {view}")}
+    del definitions["audiences"]["kids_shoppers"]["rule"]["any"][1]  # a narrower audience
+    del definitions["audiences"]["outdoor_enthusiasts"]["exclude"]
+    build_segments(pipeline, definitions, as_of=NOW)
+    with pipeline.sql_client() as client:
+        seen = {row[0] for row in client.execute_sql(f"SELECT user_id FROM {view}")}
+    assert seen == set(expected(emu, {**definitions, "settings": {"as_of": NOW}})["kids_shoppers"])
+    assert seen and seen < before

@@ -40,11 +40,16 @@ def test_postgres_and_duckdb_build_identical_segments(emulator_factory, pipeline
     opted_out = users[::29]
     definitions["suppression"]["user_ids"] = users[3::31]
     definitions["audiences"].update({f"example_{k}": v for k, v in examples["audiences"].items()})
-    for audience in definitions["audiences"].values():
-        audience["exclude"] = [f"example_{e}" if e in examples["audiences"] else e for e in audience.get("exclude", [])]
-        rule = audience["rule"]
+    def rename_references(rule: dict) -> None:
         if rule.get("audience") in examples["audiences"]:
             rule["audience"] = f"example_{rule['audience']}"
+        for key in ("all", "any", "none"):
+            for child in rule.get(key, []):
+                rename_references(child)
+
+    for audience in definitions["audiences"].values():
+        audience["exclude"] = [f"example_{e}" if e in examples["audiences"] else e for e in audience.get("exclude", [])]
+        rename_references(audience["rule"])
 
     built = {}
     for name, pipeline in (("duckdb", pipeline_factory()), ("postgres", pg_pipeline_factory())):

@@ -98,6 +98,20 @@ def create_work_table(target: "Target", name: str, select: exp.Expression) -> ex
     return exp.Create(this=work_table(target, name), kind="TABLE", expression=select, properties=properties)
 
 
+# Where the new members replace the old by renaming their table instead of copying every row.
+# Postgres binds views to the table (a customer's view on segment_members would block the drop),
+# BigQuery and Snowflake attach grants to it (a drop would revoke marketing's access): they copy.
+SWAP_BY_RENAME = ("duckdb",)
+
+
+def rename_table(target: "Target", name: str, new_name: str) -> exp.Expression:
+    """``ALTER TABLE <dataset>.name RENAME TO new_name`` (the new name stays in the same schema)."""
+    return exp.Alter(
+        this=target.table(name), kind="TABLE",
+        actions=[exp.AlterRename(this=exp.to_table(new_name))],
+    )
+
+
 def binary_order(column: exp.Expression, dialect: str) -> exp.Expression:
     """Orders text byte-wise, like DuckDB, BigQuery and Snowflake by default (Postgres needs C)."""
     if dialect == "postgres":

@@ -163,234 +163,163 @@ DROP TABLE IF EXISTS algolia.segment_user_flags__work;
 -- table segment_user_flags__work
 CREATE TABLE algolia.segment_user_flags__work AS
 SELECT
-  a.user_id,
-  MAX(
-    CASE
-      WHEN a.name = 'categories.lvl0'
-      AND a.value IN ('Kids', 'Baby', 'Toys')
-      AND a.score >= 5.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_0,
-  MAX(
-    CASE
-      WHEN a.name = 'category'
-      AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
-      AND a.score >= 8.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_1,
-  MAX(
-    CASE
-      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_2,
-  MAX(
-    CASE
-      WHEN a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_3,
-  MAX(
-    CASE
-      WHEN a.name = 'brand'
-      AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-      AND a.score >= 10.0
-      AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_4,
-  MAX(
-    CASE
-      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_5,
-  MAX(
-    CASE
-      WHEN a.name = 'category'
-      AND a.value = 'Camping'
-      AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMPTZ)
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_6,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-        )
-        OR (
-          a.name = 'category'
-          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
-          AND a.score >= 8.0
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_0,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-        )
-        OR (
-          a.name = 'category'
-          AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
-          AND a.score >= 8.0
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_0,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
-        )
-        OR (
-          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_1,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
-        )
-        OR (
-          a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_1,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'brand'
-          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-          AND a.score >= 10.0
-          AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_2,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'brand'
-          AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
-          AND a.score >= 10.0
-          AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_2,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_3,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_3
-FROM algolia.user_affinities AS a
-WHERE
-  EXISTS(
+  u.user_id,
+  u.type,
+  u.last_updated_at,
+  g.mask_0,
+  g.score_0,
+  g.matched_0,
+  g.score_1,
+  g.matched_1,
+  g.score_2,
+  g.matched_2,
+  g.score_3,
+  g.matched_3,
+  g.score_4,
+  g.matched_4
+FROM (
+  SELECT
+    c.user_id,
+    BITORAGG(c.mask_0) AS mask_0,
+    MAX(CASE WHEN (
+      BITAND(c.mask_0, 3)
+    ) <> 0 THEN c.score END) AS score_0,
+    SUM(CASE WHEN (
+      BITAND(c.mask_0, 3)
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_0,
+    MAX(CASE WHEN (
+      BITAND(c.mask_0, 12)
+    ) <> 0 THEN c.score END) AS score_1,
+    SUM(CASE WHEN (
+      BITAND(c.mask_0, 12)
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_1,
+    MAX(CASE WHEN (
+      BITAND(c.mask_0, 16)
+    ) <> 0 THEN c.score END) AS score_2,
+    SUM(CASE WHEN (
+      BITAND(c.mask_0, 16)
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_2,
+    MAX(CASE WHEN (
+      BITAND(c.mask_0, 32)
+    ) <> 0 THEN c.score END) AS score_3,
+    SUM(CASE WHEN (
+      BITAND(c.mask_0, 32)
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_3,
+    MAX(CASE WHEN (
+      BITAND(c.mask_0, 128)
+    ) <> 0 THEN c.score END) AS score_4,
+    SUM(CASE WHEN (
+      BITAND(c.mask_0, 128)
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_4
+  FROM (
     SELECT
-      1
-    FROM (
-      SELECT
-        'brand' AS name,
-        'Coleman' AS value
-      UNION ALL
-      SELECT
-        'brand' AS name,
-        'Patagonia' AS value
-      UNION ALL
-      SELECT
-        'brand' AS name,
-        'The North Face' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Baby' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Kids' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Toys' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Baby' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Camping' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Climbing' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Hiking' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Kids\' Clothing' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Toys' AS value
-    ) AS p
+      a.user_id,
+      a.score,
+      CAST(CASE
+        WHEN a.name = 'categories.lvl0'
+        AND a.value IN ('Kids', 'Baby', 'Toys')
+        AND a.score >= 5.0
+        THEN 1
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category'
+        AND a.value IN ('Toys', 'Baby', 'Kids\' Clothing')
+        AND a.score >= 8.0
+        THEN 2
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 15.0
+        THEN 4
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category' AND a.value IN ('Hiking', 'Climbing') AND a.score >= 12.0
+        THEN 8
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'brand'
+        AND a.value IN ('The North Face', 'Patagonia', 'Coleman')
+        AND a.score >= 10.0
+        AND ARRAY_CONTAINS(CAST('products_en_US' AS VARIANT), CAST(a.indices AS ARRAY))
+        THEN 16
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 5.0
+        THEN 32
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category'
+        AND a.value = 'Camping'
+        AND a.last_updated_at >= CAST('2026-09-29T06:00:00+00:00' AS TIMESTAMPTZ)
+        THEN 64
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category' AND a.value IN ('Camping', 'Hiking', 'Climbing')
+        THEN 128
+        ELSE 0
+      END AS BIGINT) AS mask_0
+    FROM algolia.user_affinities AS a
     WHERE
-      p.name = a.name AND p.value = a.value
-  )
-GROUP BY
-  a.user_id;
+      EXISTS(
+        SELECT
+          1
+        FROM (
+          SELECT
+            'brand' AS name,
+            'Coleman' AS value
+          UNION ALL
+          SELECT
+            'brand' AS name,
+            'Patagonia' AS value
+          UNION ALL
+          SELECT
+            'brand' AS name,
+            'The North Face' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Baby' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Kids' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Toys' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Baby' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Camping' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Climbing' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Hiking' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Kids\' Clothing' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Toys' AS value
+        ) AS p
+        WHERE
+          p.name = a.name AND p.value = a.value
+      )
+  ) AS c
+  GROUP BY
+    c.user_id
+) AS g
+JOIN algolia.stg_algolia__users AS u
+  ON u.user_id = g.user_id;
 
 -- audience kids_shoppers
 INSERT INTO algolia.segment_members__next (
@@ -403,16 +332,19 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_0 AS score,
-    CAST(COALESCE(f.matched_0, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN algolia.segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_0 AS score,
+    CAST(COALESCE(u.matched_0, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.segment_user_flags__work AS u
   WHERE
     (
-      COALESCE(f.rule_0, 0) = 1
-    ) OR (
-      COALESCE(f.rule_1, 0) = 1
+      (
+        BITAND(COALESCE(u.mask_0, 0), 1)
+      ) <> 0
+    )
+    OR (
+      (
+        BITAND(COALESCE(u.mask_0, 0), 2)
+      ) <> 0
     )
 )
 SELECT
@@ -440,18 +372,21 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_1 AS score,
-    CAST(COALESCE(f.matched_1, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN algolia.segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_1 AS score,
+    CAST(COALESCE(u.matched_1, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.segment_user_flags__work AS u
   WHERE
     (
       (
         (
-          COALESCE(f.rule_2, 0) = 1
-        ) OR (
-          COALESCE(f.rule_3, 0) = 1
+          (
+            BITAND(COALESCE(u.mask_0, 0), 4)
+          ) <> 0
+        )
+        OR (
+          (
+            BITAND(COALESCE(u.mask_0, 0), 8)
+          ) <> 0
         )
       )
       AND (
@@ -493,13 +428,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_2 AS score,
-    CAST(COALESCE(f.matched_2, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN algolia.segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_2 AS score,
+    CAST(COALESCE(u.matched_2, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.segment_user_flags__work AS u
   WHERE
-    COALESCE(f.rule_4, 0) = 1
+    (
+      BITAND(COALESCE(u.mask_0, 0), 16)
+    ) <> 0
 )
 SELECT
   'brand_loyalists' AS segment,
@@ -524,7 +459,7 @@ FROM (
             PARTITION BY a.name, a.value
             ORDER BY a.score DESC NULLS LAST, a.user_id NULLS FIRST
           ) AS rn
-        FROM algolia.stg_algolia__user_affinities AS a
+        FROM algolia.user_affinities AS a
         JOIN r AS r2
           ON r2.user_id = a.user_id
         WHERE
@@ -551,25 +486,27 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_3 AS score,
-    CAST(COALESCE(f.matched_3, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN algolia.segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_3 AS score,
+    CAST(COALESCE(u.matched_3, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.segment_user_flags__work AS u
   WHERE
     (
       (
-        COALESCE(f.rule_5, 0) = 1
+        (
+          BITAND(COALESCE(u.mask_0, 0), 32)
+        ) <> 0
       )
       AND (
         NOT (
           (
-            COALESCE(f.rule_6, 0) = 1
+            (
+              BITAND(COALESCE(u.mask_0, 0), 64)
+            ) <> 0
           )
         )
       )
     )
-    AND f.score_3 >= 5.0
+    AND u.score_3 >= 5.0
 )
 SELECT
   'lapsed_campers' AS segment,
@@ -596,18 +533,23 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    CAST(NULL AS DOUBLE) AS score,
-    CAST(0 AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN algolia.segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_4 AS score,
+    CAST(COALESCE(u.matched_4, 0) AS BIGINT) AS matched_affinities
+  FROM algolia.segment_user_flags__work AS u
   WHERE
-    EXISTS(
-      SELECT
-        1
-      FROM algolia.segment_members__next AS m
-      WHERE
-        m.segment = 'outdoor_enthusiasts' AND m.user_id = u.user_id
+    (
+      EXISTS(
+        SELECT
+          1
+        FROM algolia.segment_members__next AS m
+        WHERE
+          m.segment = 'outdoor_enthusiasts' AND m.user_id = u.user_id
+      )
+    )
+    AND (
+      (
+        BITAND(COALESCE(u.mask_0, 0), 128)
+      ) <> 0
     )
 )
 SELECT

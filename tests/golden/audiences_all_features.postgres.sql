@@ -163,389 +163,238 @@ DROP TABLE IF EXISTS segment_user_flags__work;
 -- table segment_user_flags__work
 CREATE TEMPORARY TABLE segment_user_flags__work AS
 SELECT
-  a.user_id,
-  MAX(
-    CASE
-      WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_0,
-  MAX(
-    CASE
-      WHEN a.name = 'categories.lvl0'
-      AND a.value IN ('Kids', 'Baby', 'Toys')
-      AND a.score >= 5.0
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_1,
-  MAX(
-    CASE
-      WHEN a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_2,
-  MAX(
-    CASE WHEN a.name = 'brand' AND a.value IN ('LEGO', 'Fisher-Price') THEN 1 ELSE 0 END
-  ) AS rule_3,
-  MAX(
-    CASE
-      WHEN a.name = 'categories.lvl1'
-      AND a.value IN (
-        'Outdoor > Camping',
-        'Outdoor > Hiking',
-        'Outdoor > Camping > Tents, Tarps & Shelters'
-      )
-      AND a.score > 3.0
-      AND a.score < 19.0
-      AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
-      AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_4,
-  MAX(
-    CASE
-      WHEN a.name = 'category'
-      AND a.value IN ('Running', 'Running Shoes')
-      AND a.score >= 8.0
-      AND a.score <= 15.5
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_5,
-  MAX(CASE WHEN a.name = 'brand' THEN 1 ELSE 0 END) AS rule_6,
-  MAX(CASE WHEN a.name = 'price_range' AND a.value = '500+' THEN 1 ELSE 0 END) AS rule_7,
-  MAX(
-    CASE
-      WHEN a.name = 'collection'
-      AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_8,
-  MAX(CASE WHEN a.name = 'brand' AND a.value = '"Pro" Series' THEN 1 ELSE 0 END) AS rule_9,
-  MAX(
-    CASE
-      WHEN a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_10,
-  MAX(
-    CASE
-      WHEN a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
-      THEN 1
-      ELSE 0
-    END
-  ) AS rule_11,
-  MAX(CASE WHEN a.name = 'color' THEN 1 ELSE 0 END) AS rule_12,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_0,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_0,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-        )
-        OR (
-          a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_1,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl0'
-          AND a.value IN ('Kids', 'Baby', 'Toys')
-          AND a.score >= 5.0
-        )
-        OR (
-          a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_1,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl1'
-          AND a.value IN (
-            'Outdoor > Camping',
-            'Outdoor > Hiking',
-            'Outdoor > Camping > Tents, Tarps & Shelters'
-          )
-          AND a.score > 3.0
-          AND a.score < 19.0
-          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
-          AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_3,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'categories.lvl1'
-          AND a.value IN (
-            'Outdoor > Camping',
-            'Outdoor > Hiking',
-            'Outdoor > Camping > Tents, Tarps & Shelters'
-          )
-          AND a.score > 3.0
-          AND a.score < 19.0
-          AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
-          AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_3,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'category'
-          AND a.value IN ('Running', 'Running Shoes')
-          AND a.score >= 8.0
-          AND a.score <= 15.5
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_4,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'category'
-          AND a.value IN ('Running', 'Running Shoes')
-          AND a.score >= 8.0
-          AND a.score <= 15.5
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_4,
-  MAX(CASE WHEN (
-    (
-      a.name = 'brand'
-    )
-  ) THEN a.score END) AS score_5,
-  SUM(CASE WHEN (
-    (
-      a.name = 'brand'
-    )
-  ) THEN 1 ELSE 0 END) AS matched_5,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'price_range' AND a.value = '500+'
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_6,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'price_range' AND a.value = '500+'
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_6,
-  MAX(
-    CASE
-      WHEN (
-        (
-          a.name = 'collection'
-          AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
-        )
-        OR (
-          a.name = 'brand' AND a.value = '"Pro" Series'
-        )
-        OR (
-          a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
-        )
-        OR (
-          a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
-        )
-      )
-      THEN a.score
-    END
-  ) AS score_8,
-  SUM(
-    CASE
-      WHEN (
-        (
-          a.name = 'collection'
-          AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
-        )
-        OR (
-          a.name = 'brand' AND a.value = '"Pro" Series'
-        )
-        OR (
-          a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
-        )
-        OR (
-          a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
-        )
-      )
-      THEN 1
-      ELSE 0
-    END
-  ) AS matched_8,
-  MAX(CASE WHEN (
-    (
-      a.name = 'color'
-    )
-  ) THEN a.score END) AS score_9,
-  SUM(CASE WHEN (
-    (
-      a.name = 'color'
-    )
-  ) THEN 1 ELSE 0 END) AS matched_9
-FROM algolia.user_affinities AS a
-WHERE
-  EXISTS(
+  u.user_id,
+  u.type,
+  u.last_updated_at,
+  g.mask_0,
+  g.score_0,
+  g.matched_0,
+  g.score_1,
+  g.matched_1,
+  g.score_3,
+  g.matched_3,
+  g.score_4,
+  g.matched_4,
+  g.score_5,
+  g.matched_5,
+  g.score_6,
+  g.matched_6,
+  g.score_8,
+  g.matched_8,
+  g.score_9,
+  g.matched_9
+FROM (
+  SELECT
+    c.user_id,
+    BIT_OR(c.mask_0) AS mask_0,
+    MAX(CASE WHEN (
+      c.mask_0 & 1
+    ) <> 0 THEN c.score END) AS score_0,
+    SUM(CASE WHEN (
+      c.mask_0 & 1
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_0,
+    MAX(CASE WHEN (
+      c.mask_0 & 6
+    ) <> 0 THEN c.score END) AS score_1,
+    SUM(CASE WHEN (
+      c.mask_0 & 6
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_1,
+    MAX(CASE WHEN (
+      c.mask_0 & 16
+    ) <> 0 THEN c.score END) AS score_3,
+    SUM(CASE WHEN (
+      c.mask_0 & 16
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_3,
+    MAX(CASE WHEN (
+      c.mask_0 & 32
+    ) <> 0 THEN c.score END) AS score_4,
+    SUM(CASE WHEN (
+      c.mask_0 & 32
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_4,
+    MAX(CASE WHEN (
+      c.mask_0 & 64
+    ) <> 0 THEN c.score END) AS score_5,
+    SUM(CASE WHEN (
+      c.mask_0 & 64
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_5,
+    MAX(CASE WHEN (
+      c.mask_0 & 128
+    ) <> 0 THEN c.score END) AS score_6,
+    SUM(CASE WHEN (
+      c.mask_0 & 128
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_6,
+    MAX(CASE WHEN (
+      c.mask_0 & 3840
+    ) <> 0 THEN c.score END) AS score_8,
+    SUM(CASE WHEN (
+      c.mask_0 & 3840
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_8,
+    MAX(CASE WHEN (
+      c.mask_0 & 4096
+    ) <> 0 THEN c.score END) AS score_9,
+    SUM(CASE WHEN (
+      c.mask_0 & 4096
+    ) <> 0 THEN 1 ELSE 0 END) AS matched_9
+  FROM (
     SELECT
-      1
-    FROM (
-      SELECT
-        'brand' AS name,
-        '"Pro" Series' AS value
-      UNION ALL
-      SELECT
-        'brand' AS name,
-        'Fisher-Price' AS value
-      UNION ALL
-      SELECT
-        'brand' AS name,
-        'LEGO' AS value
-      UNION ALL
-      SELECT
-        'brand' AS name,
-        'O''Brien''; drop table users; --' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Baby' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Kids' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl0' AS name,
-        'Toys' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl1' AS name,
-        'Outdoor > Camping' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl1' AS name,
-        'Outdoor > Camping > Tents, Tarps & Shelters' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl1' AS name,
-        'Outdoor > Hiking' AS value
-      UNION ALL
-      SELECT
-        'categories.lvl1' AS name,
-        'Toys > Star Wars: The Mandalorian' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Baby' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Camping' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Kids'' Clothing' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Running' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Running Shoes' AS value
-      UNION ALL
-      SELECT
-        'category' AS name,
-        'Toys' AS value
-      UNION ALL
-      SELECT
-        'collection' AS name,
-        'Soldes: -50%' AS value
-      UNION ALL
-      SELECT
-        'collection' AS name,
-        'Été: randonnée' AS value
-      UNION ALL
-      SELECT
-        'collection' AS name,
-        'Кемпинг' AS value
-      UNION ALL
-      SELECT
-        'collection' AS name,
-        'العربية' AS value
-      UNION ALL
-      SELECT
-        'collection' AS name,
-        '户外' AS value
-      UNION ALL
-      SELECT
-        'price_range' AS name,
-        '500+' AS value
-    ) AS p
+      a.user_id,
+      a.score,
+      CAST(CASE
+        WHEN a.name = 'category' AND a.value = 'Camping' AND a.score >= 12.0
+        THEN 1
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'categories.lvl0'
+        AND a.value IN ('Kids', 'Baby', 'Toys')
+        AND a.score >= 5.0
+        THEN 2
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category' AND a.value IN ('Toys', 'Baby', 'Kids'' Clothing')
+        THEN 4
+        ELSE 0
+      END + CASE WHEN a.name = 'brand' AND a.value IN ('LEGO', 'Fisher-Price') THEN 8 ELSE 0 END + CASE
+        WHEN a.name = 'categories.lvl1'
+        AND a.value IN (
+          'Outdoor > Camping',
+          'Outdoor > Hiking',
+          'Outdoor > Camping > Tents, Tarps & Shelters'
+        )
+        AND a.score > 3.0
+        AND a.score < 19.0
+        AND JSONB_CONTAINS(a.indices, TO_JSONB(CAST('products_fr_FR' AS TEXT)))
+        AND a.last_updated_at >= CAST('2026-10-14T00:00:00+00:00' AS TIMESTAMPTZ)
+        THEN 16
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'category'
+        AND a.value IN ('Running', 'Running Shoes')
+        AND a.score >= 8.0
+        AND a.score <= 15.5
+        THEN 32
+        ELSE 0
+      END + CASE WHEN a.name = 'brand' THEN 64 ELSE 0 END + CASE WHEN a.name = 'price_range' AND a.value = '500+' THEN 128 ELSE 0 END + CASE
+        WHEN a.name = 'collection'
+        AND a.value IN ('户外', 'Кемпинг', 'Été: randonnée', 'Soldes: -50%', 'العربية')
+        THEN 256
+        ELSE 0
+      END + CASE WHEN a.name = 'brand' AND a.value = '"Pro" Series' THEN 512 ELSE 0 END + CASE
+        WHEN a.name = 'categories.lvl1' AND a.value = 'Toys > Star Wars: The Mandalorian'
+        THEN 1024
+        ELSE 0
+      END + CASE
+        WHEN a.name = 'brand' AND a.value = 'O''Brien''; drop table users; --'
+        THEN 2048
+        ELSE 0
+      END + CASE WHEN a.name = 'color' THEN 4096 ELSE 0 END AS BIGINT) AS mask_0
+    FROM algolia.user_affinities AS a
     WHERE
-      p.name = a.name AND p.value = a.value
-  )
-  OR a.name IN ('brand', 'color')
-GROUP BY
-  a.user_id;
+      EXISTS(
+        SELECT
+          1
+        FROM (
+          SELECT
+            'brand' AS name,
+            '"Pro" Series' AS value
+          UNION ALL
+          SELECT
+            'brand' AS name,
+            'Fisher-Price' AS value
+          UNION ALL
+          SELECT
+            'brand' AS name,
+            'LEGO' AS value
+          UNION ALL
+          SELECT
+            'brand' AS name,
+            'O''Brien''; drop table users; --' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Baby' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Kids' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl0' AS name,
+            'Toys' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl1' AS name,
+            'Outdoor > Camping' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl1' AS name,
+            'Outdoor > Camping > Tents, Tarps & Shelters' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl1' AS name,
+            'Outdoor > Hiking' AS value
+          UNION ALL
+          SELECT
+            'categories.lvl1' AS name,
+            'Toys > Star Wars: The Mandalorian' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Baby' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Camping' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Kids'' Clothing' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Running' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Running Shoes' AS value
+          UNION ALL
+          SELECT
+            'category' AS name,
+            'Toys' AS value
+          UNION ALL
+          SELECT
+            'collection' AS name,
+            'Soldes: -50%' AS value
+          UNION ALL
+          SELECT
+            'collection' AS name,
+            'Été: randonnée' AS value
+          UNION ALL
+          SELECT
+            'collection' AS name,
+            'Кемпинг' AS value
+          UNION ALL
+          SELECT
+            'collection' AS name,
+            'العربية' AS value
+          UNION ALL
+          SELECT
+            'collection' AS name,
+            '户外' AS value
+          UNION ALL
+          SELECT
+            'price_range' AS name,
+            '500+' AS value
+        ) AS p
+        WHERE
+          p.name = a.name AND p.value = a.value
+      )
+      OR a.name IN ('brand', 'color')
+  ) AS c
+  GROUP BY
+    c.user_id
+) AS g
+JOIN algolia.stg_algolia__users AS u
+  ON u.user_id = g.user_id;
 
 -- audience campers
 INSERT INTO algolia.segment_members__next (
@@ -558,13 +407,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_0 AS score,
-    CAST(COALESCE(f.matched_0, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_0 AS score,
+    CAST(COALESCE(u.matched_0, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
-    COALESCE(f.rule_0, 0) = 1
+    (
+      COALESCE(u.mask_0, 0) & 1
+    ) <> 0
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -599,17 +448,20 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_1 AS score,
-    CAST(COALESCE(f.matched_1, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_1 AS score,
+    CAST(COALESCE(u.matched_1, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
     (
       (
-        COALESCE(f.rule_1, 0) = 1
-      ) OR (
-        COALESCE(f.rule_2, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 2
+        ) <> 0
+      )
+      OR (
+        (
+          COALESCE(u.mask_0, 0) & 4
+        ) <> 0
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
@@ -648,9 +500,7 @@ WITH r AS (
     u.user_id,
     CAST(NULL AS DOUBLE PRECISION) AS score,
     CAST(0 AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+  FROM segment_user_flags__work AS u
   WHERE
     (
       (
@@ -670,7 +520,9 @@ WITH r AS (
       AND (
         NOT (
           (
-            COALESCE(f.rule_3, 0) = 1
+            (
+              COALESCE(u.mask_0, 0) & 8
+            ) <> 0
           )
         )
       )
@@ -716,13 +568,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_3 AS score,
-    CAST(COALESCE(f.matched_3, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_3 AS score,
+    CAST(COALESCE(u.matched_3, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
-    COALESCE(f.rule_4, 0) = 1
+    (
+      COALESCE(u.mask_0, 0) & 16
+    ) <> 0
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -757,13 +609,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_4 AS score,
-    CAST(COALESCE(f.matched_4, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_4 AS score,
+    CAST(COALESCE(u.matched_4, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
-    COALESCE(f.rule_5, 0) = 1
+    (
+      COALESCE(u.mask_0, 0) & 32
+    ) <> 0
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -772,7 +624,7 @@ WITH r AS (
       WHERE
         CAST(s.user_token AS TEXT) = u.user_id
     )
-    AND f.score_4 >= 9.0
+    AND u.score_4 >= 9.0
 )
 SELECT
   'runners_between' AS segment,
@@ -799,13 +651,13 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_5 AS score,
-    CAST(COALESCE(f.matched_5, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_5 AS score,
+    CAST(COALESCE(u.matched_5, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
-    COALESCE(f.rule_6, 0) = 1
+    (
+      COALESCE(u.mask_0, 0) & 64
+    ) <> 0
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
     AND NOT EXISTS(
       SELECT
@@ -838,7 +690,7 @@ FROM (
             PARTITION BY a.name, a.value
             ORDER BY a.score DESC NULLS LAST, a.user_id COLLATE "C" NULLS FIRST
           ) AS rn
-        FROM algolia.stg_algolia__user_affinities AS a
+        FROM algolia.user_affinities AS a
         JOIN r AS r2
           ON r2.user_id = a.user_id
         WHERE
@@ -870,7 +722,9 @@ WITH r AS (
   WHERE
     (
       (
-        COALESCE(f.rule_7, 0) = 1
+        (
+          COALESCE(f.mask_0, 0) & 128
+        ) <> 0
       )
       OR (
         COALESCE((
@@ -968,24 +822,30 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_8 AS score,
-    CAST(COALESCE(f.matched_8, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_8 AS score,
+    CAST(COALESCE(u.matched_8, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
     (
       (
-        COALESCE(f.rule_8, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 256
+        ) <> 0
       )
       OR (
-        COALESCE(f.rule_9, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 512
+        ) <> 0
       )
       OR (
-        COALESCE(f.rule_10, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 1024
+        ) <> 0
       )
       OR (
-        COALESCE(f.rule_11, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 2048
+        ) <> 0
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
@@ -1022,11 +882,9 @@ INSERT INTO algolia.segment_members__next (
 WITH r AS (
   SELECT
     u.user_id,
-    f.score_9 AS score,
-    CAST(COALESCE(f.matched_9, 0) AS BIGINT) AS matched_affinities
-  FROM algolia.stg_algolia__users AS u
-  JOIN segment_user_flags__work AS f
-    ON f.user_id = u.user_id
+    u.score_9 AS score,
+    CAST(COALESCE(u.matched_9, 0) AS BIGINT) AS matched_affinities
+  FROM segment_user_flags__work AS u
   WHERE
     (
       (
@@ -1039,7 +897,9 @@ WITH r AS (
         )
       )
       AND (
-        COALESCE(f.rule_12, 0) = 1
+        (
+          COALESCE(u.mask_0, 0) & 4096
+        ) <> 0
       )
     )
     AND NOT u.user_id IN ('SUPPRESSED-PLACEHOLDER')
