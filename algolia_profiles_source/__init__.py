@@ -48,6 +48,7 @@ from .progress import report_page
 from .page import Page, keep, user_ids
 from .rate_limit import RateGovernor
 from .read_ahead import read_ahead
+from .seen_ids import SeenIds
 from .windows import Window, walk_concurrently
 from .transform import (
     AFFINITIES_COLUMNS,
@@ -263,11 +264,11 @@ def _profiles(
     newest: Optional[datetime] = None
     profiles = 0
     rejected = 0
-    seen: Optional[set] = None
+    seen: Optional[SeenIds] = None
     pages_read = 0
     if concurrency > 1:
         pages = _concurrent_pages(client, query, params, concurrency, reconcile, started, overlap)
-        seen = set()  # a profile updated during the walk may be read twice: keep the first
+        seen = SeenIds()  # a profile updated during the walk may be read twice: keep the first
     else:
         pages = read_ahead(client.iter_user_pages(params, max_pages=max_pages))
     try:
@@ -299,6 +300,8 @@ def _profiles(
             yield mark(affinities_table, affinities_hints)
     finally:
         pages.close()  # stops a read-ahead or window thread now, not when the traceback is freed
+        if seen is not None:
+            seen.close()  # deletes its database file
     # the pages are in load files now: hand Arrow's cached buffers back before dlt loads them
     pa.default_memory_pool().release_unused()
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
@@ -369,16 +372,10 @@ def _concurrent_pages(
         yield from client.iter_user_pages(catch_up)
 
 
-def _first_sightings(page: Page, seen: set) -> Page:
+def _first_sightings(page: Page, seen: SeenIds) -> Page:
     """Drops profiles already yielded in this run; records without a usable ``userID`` pass
     through to be quarantined."""
-    mask = []
-    for user_id in user_ids(page):
-        if user_id is None:
-            mask.append(True)
-            continue
-        mask.append(user_id not in seen)
-        seen.add(user_id)
+    mask = seen.first_sightings(user_ids(page))
     return page if all(mask) else keep(page, mask)
 
 
