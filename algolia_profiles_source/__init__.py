@@ -47,6 +47,7 @@ from .query import ProfilesQuery, build_query, format_rfc3339, parse_datetime, s
 from .progress import report_page
 from .page import Page, keep, user_ids
 from .rate_limit import RateGovernor
+from .batches import PageBatches
 from .read_ahead import read_ahead
 from .seen_ids import SeenIds
 from .windows import Window, walk_concurrently
@@ -261,6 +262,7 @@ def _profiles(
     )
     users_hints, affinities_hints = _table_hints("replace" if initial else "merge")
     mark = _TableMarker()
+    batches = PageBatches()
     newest: Optional[datetime] = None
     profiles = 0
     rejected = 0
@@ -296,8 +298,13 @@ def _profiles(
             page_newest = pc.max(users_table["last_updated_at"]).as_py()
             if page_newest is not None and (newest is None or page_newest > newest):
                 newest = page_newest
-            yield mark(users_table, users_hints)
-            yield mark(affinities_table, affinities_hints)
+            for users_batch, affinities_batch in batches.add(users_table, affinities_table):
+                yield mark(users_batch, users_hints)
+                yield mark(affinities_batch, affinities_hints)
+        last = batches.flush()
+        if last is not None:
+            yield mark(last[0], users_hints)
+            yield mark(last[1], affinities_hints)
     finally:
         pages.close()  # stops a read-ahead or window thread now, not when the traceback is freed
         if seen is not None:

@@ -261,3 +261,26 @@ def test_the_read_ahead_thread_stops_when_the_walk_fails(emulator, pipeline_fact
             thread.join(5)
             assert not thread.is_alive(), "the read-ahead thread outlived the failed walk"
     assert len(api_calls(emulator)) <= 6  # pages 1-2 and what was read ahead, not the other 16
+
+
+def test_page_batches_gather_pages_and_split_where_the_schema_changes():
+    import pyarrow as pa
+
+    from algolia_profiles_source.batches import PageBatches
+
+    def page(n: int, start: int, typ: Any = pa.int64()) -> Any:
+        ids = list(range(start, start + n)) if typ == pa.int64() else [str(i) for i in range(start, start + n)]
+        return pa.table({"user_id": pa.array(ids, typ)}), pa.table({"user_id": pa.array([u for u in ids for _ in range(3)], typ)})
+
+    batches = PageBatches(max_rows=100)
+    assert batches.add(*page(10, 0)) == []  # 40 rows
+    assert batches.add(*page(10, 10)) == []  # 80 rows
+    (users, affinities), = batches.add(*page(10, 20))  # 120 rows: one item of three pages
+    assert users.column("user_id").to_pylist() == list(range(30))
+    assert affinities.num_rows == 90
+    assert batches.add(*page(5, 30)) == []
+    (users, _), = batches.add(*page(5, 35, pa.string()))  # another schema: the pending page goes alone
+    assert users.column("user_id").to_pylist() == list(range(30, 35))
+    users, affinities = batches.flush()
+    assert users.column("user_id").to_pylist() == [str(i) for i in range(35, 40)] and affinities.num_rows == 15
+    assert batches.flush() is None
