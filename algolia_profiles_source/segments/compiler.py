@@ -235,7 +235,7 @@ def _any_bit(rules: Iterable[AffinityRule], ctx: _Context, alias: str, nullable:
 
     return exp.or_(*[
         exp.NEQ(
-            this=exp.paren(exp.BitwiseAnd(this=mask(chunk), expression=exp.Literal.number(bits))),
+            this=exp.paren(dialects.bit_and(mask(chunk), exp.Literal.number(bits), ctx.target.dialect)),
             expression=exp.Literal.number(0),
         )
         for chunk, bits in sorted(_mask_bits(rules, ctx).items())
@@ -272,8 +272,7 @@ def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
         .where(_candidate_rows(list(ctx.flags)))
     )
     columns: List[exp.Expression] = [
-        # BIT_OR; Snowflake's BITOR_AGG (alias BITORAGG)
-        exp.alias_(exp.BitwiseOrAgg(this=exp.column(_mask_column(chunk), "c")), _mask_column(chunk))
+        exp.alias_(dialects.bit_or_agg(exp.column(_mask_column(chunk), "c"), target.dialect), _mask_column(chunk))
         for chunk in range(chunks)
     ]
     for index, audience in enumerate(file.audiences):

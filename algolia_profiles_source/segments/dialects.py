@@ -80,6 +80,19 @@ def percentile(column: exp.Expression, fraction: float, dialect: str) -> exp.Exp
     )
 
 
+def bit_or_agg(column: exp.Expression, dialect: str) -> exp.Expression:
+    """The bitwise-OR aggregate (Snowflake: BITORAGG, an alias of BITOR_AGG). Spelled out rather
+    than left to sqlglot, whose names for it changed across the versions we support."""
+    return exp.Anonymous(this="BITORAGG" if dialect == "snowflake" else "BIT_OR", expressions=[column])
+
+
+def bit_and(left: exp.Expression, right: exp.Expression, dialect: str) -> exp.Expression:
+    """``left & right`` (Snowflake has no operator: BITAND)."""
+    if dialect == "snowflake":
+        return exp.Anonymous(this="BITAND", expressions=[left, right])
+    return exp.BitwiseAnd(this=left, expression=right)
+
+
 TEMPORARY_TABLES = ("duckdb", "postgres")
 
 
