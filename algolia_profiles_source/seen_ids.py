@@ -18,7 +18,11 @@ character IDs in pages of 1000: about 5 CPU-seconds and 11 MB, against 0.4 s and
 from __future__ import annotations
 
 import sqlite3
-from typing import List, Optional, Sequence, Set
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Sequence, Set
+
+from .exceptions import ConfigurationError
 
 # SQLite allows at least 999 bound variables per statement (32766 since 3.32)
 _LOOKUP_CHUNK = 900
@@ -33,11 +37,13 @@ class SeenIds:
     """
 
     def __init__(self, flush_at: int = _FLUSH_AT) -> None:
-        # "" is a private temporary database on disk; the walk may resume in another thread
-        self._db: Optional[sqlite3.Connection] = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{_CACHE_KIB}", "temp_store=FILE"):
-            self._db.execute(f"PRAGMA {pragma}")
-        self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db: Optional[sqlite3.Connection] = None
+        with _disk_errors():
+            # "" is a private temporary database on disk; the walk may resume in another thread
+            self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{_CACHE_KIB}", "temp_store=FILE"):
+                self._db.execute(f"PRAGMA {pragma}")
+            self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
         self._pending: Set[str] = set()
         self._flush_at = flush_at
         self._stored = 0
@@ -56,11 +62,8 @@ class SeenIds:
         db = self._connection()
         batch = {user_id for user_id in ids if user_id is not None} - self._pending
         if batch and self._stored:
-            keys = sorted(batch)
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start:start + _LOOKUP_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                batch.difference_update(row[0] for row in db.execute(f"SELECT id FROM seen WHERE id IN ({marks})", chunk))
+            with _disk_errors():
+                self._drop_stored(db, batch)
         mask = []
         for user_id in ids:
             if user_id is None:
@@ -72,7 +75,8 @@ class SeenIds:
             else:
                 mask.append(False)
         if len(self._pending) >= self._flush_at:
-            self._flush(db)
+            with _disk_errors():
+                self._flush(db)
         return mask
 
     def close(self) -> None:
@@ -97,6 +101,15 @@ class SeenIds:
             raise ValueError("SeenIds is closed")
         return self._db
 
+    @staticmethod
+    def _drop_stored(db: sqlite3.Connection, batch: Set[str]) -> None:
+        """Removes from ``batch`` the IDs already in the database."""
+        keys = sorted(batch)
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[start:start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            batch.difference_update(row[0] for row in db.execute(f"SELECT id FROM seen WHERE id IN ({marks})", chunk))
+
     def _flush(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN")  # one transaction: each page of the file is written once per flush
         try:
@@ -107,3 +120,15 @@ class SeenIds:
         db.execute("COMMIT")
         self._stored += len(self._pending)
         self._pending = set()
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise ConfigurationError(
+            f"the set of user IDs a concurrent walk keeps on disk failed in {tempfile.gettempdir()}"
+            f" ({error}): free space there or point TMPDIR (or SQLITE_TMPDIR) at a writable"
+            " directory, or run with concurrency = 1"
+        ) from error

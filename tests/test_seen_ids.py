@@ -93,3 +93,17 @@ def test_a_concurrent_walk_closes_its_set_when_it_ends_and_when_it_fails(emulato
     with pytest.raises(Exception, match="max_pages=3"):
         run(pipeline_factory(), emu, page_size=10, max_pages=3, concurrency=4)
     assert len(opened) == 2 and all(seen.closed for seen in opened)
+
+
+def test_a_disk_failure_is_a_clear_configuration_error(monkeypatch):
+    import sqlite3
+
+    from algolia_profiles_source import seen_ids
+    from algolia_profiles_source.exceptions import ConfigurationError
+
+    def full_disk(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(seen_ids.sqlite3, "connect", full_disk)
+    with pytest.raises(ConfigurationError, match="TMPDIR.*concurrency = 1"):
+        seen_ids.SeenIds()
