@@ -71,7 +71,9 @@ def parse_users_body(content: bytes) -> Dict[str, Any]:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = None
     if table is not None and table.num_rows == 1 and table.column("users").null_count == 0:
-        users = table.column("users").combine_chunks().flatten()
+        column = table.column("users")
+        # one block, so one chunk: combine_chunks() would copy the whole page for nothing
+        users = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).flatten()
         try:
             users.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; orjson does not
         except pa.ArrowInvalid:
