@@ -170,3 +170,26 @@ def test_a_view_on_segment_members_sees_each_new_build(loaded):
         seen = {row[0] for row in client.execute_sql(f"SELECT user_id FROM {view}")}
     assert seen == set(expected(emu, {**definitions, "settings": {"as_of": NOW}})["kids_shoppers"])
     assert seen and seen < before
+
+
+def test_more_rules_than_one_mask_holds_match_the_oracle(loaded):
+    """70 affinity rules: their flags span two mask columns (62 bits each)."""
+    emu, pipeline = loaded
+    pairs = sorted({(a["name"], a["value"]) for p in emu.store.users() for a in p["affinities"]})
+    assert len(pairs) >= 70
+    rules = [{"affinity": f"{name}:{value}", "score": {"gte": 3}} for name, value in pairs[:70]]
+    definitions = {
+        "settings": {"as_of": NOW},
+        "audiences": {
+            "early_bits": {"rule": {"any": rules[:30]}},
+            "late_bits": {"rule": {"any": rules[60:70]}, "min_score": 5},
+            "across_masks": {"rule": {"all": [rules[1], {"none": [rules[65]]}]}},
+            "second_mask_only": {"rule": {"all": [rules[63], {"profile": {"updated_within_days": 400}}]}},
+            "every_rule": {"rule": {"any": rules[30:60]}, "top": {"n": 7, "per_value": True}},
+        },
+    }
+    build_segments(pipeline, definitions)
+    want = expected(emu, definitions)
+    got = members_of(pipeline)
+    assert got == want
+    assert all(len(want.get(name, {})) > 0 for name in definitions["audiences"]), {k: len(v) for k, v in want.items()}
