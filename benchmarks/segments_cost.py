@@ -10,7 +10,9 @@ audiences.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -54,6 +56,33 @@ class StoreClient:
                 return
 
 
+class StatementTimes(logging.Handler):
+    """Collects the per-statement timings :mod:`algolia_profiles_source.segments.build` logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.times: Dict[str, List[float]] = {}
+        self.logger = logging.getLogger("algolia_profiles_source.segments.build")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = re.fullmatch(r"(.+) took ([\d.]+) s", record.getMessage())
+        if match:
+            self.times.setdefault(match.group(1), []).append(float(match.group(2)))
+
+    def medians(self) -> List[Any]:
+        return sorted(((k, statistics.median(v)) for k, v in self.times.items()), key=lambda kv: -kv[1])
+
+    def __enter__(self) -> "StatementTimes":
+        self.previous_level = self.logger.level
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.previous_level)
+
+
 def timed(function: Any, repeat: int = 1) -> float:
     runs = []
     for _ in range(repeat):
@@ -87,10 +116,14 @@ def main() -> None:
 
             scan_s = timed(scan, repeat=3)
         models_s = timed(lambda: build_models(pipeline))
-        audiences_s = timed(lambda: build_segments(pipeline, EXAMPLE_AUDIENCES, models=False), repeat=3)
+        with StatementTimes() as statements:  # the build logs each statement's time at DEBUG
+            audiences_s = timed(lambda: build_segments(pipeline, EXAMPLE_AUDIENCES, models=False), repeat=3)
     print(f"{args.users:,} profiles, {rows:,} affinity rows (loaded in {load:.1f}s)")
     print(f"GROUP BY name, value scan: {scan_s:.2f}s")
     print(f"example audiences (5, with sizes/overlaps/events): {audiences_s:.2f}s = {audiences_s / scan_s:.1f}x the scan")
+    print("per statement (median of the builds, the slowest first): " + ", ".join(
+        f"{label} {seconds:.2f}s" for label, seconds in statements.medians()[:8]
+    ))
     print(f"models (staging, catalog with percentiles, index coverage, top affinities): {models_s:.2f}s = {models_s / scan_s:.1f}x the scan")
 
 
