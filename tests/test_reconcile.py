@@ -55,6 +55,14 @@ def test_reconcile_marks_deleted_profiles_and_segments_see_them_exit(emulator_fa
             f"SELECT user_id, event FROM {client.make_qualified_table_name('segment_membership_events')}"
             " WHERE build_id = %s", second.build_id)
     assert set(map(tuple, events)) == {(u, "exited") for u in set(gone) & set(campers)}
+    with pipeline.sql_client() as client:  # the models read the live users' affinities only
+        staged = client.execute_sql(
+            f"SELECT user_id, name, value FROM {client.make_qualified_table_name('stg_algolia__user_affinities')}")
+        catalog_rows = client.execute_sql(
+            f"SELECT sum(users) FROM {client.make_qualified_table_name('affinity_catalog')}")[0][0]
+    live_affinities = {(p["userID"], a["name"], a["value"]) for p in emu.store.users() for a in p["affinities"]}
+    assert set(map(tuple, staged)) == live_affinities and len(staged) == len(live_affinities)
+    assert catalog_rows == len(live_affinities) and not {row[0] for row in staged} & set(gone)
 
     # a profile that comes back is live again after the next load
     emu.store.upsert({"userID": gone[0], "type": "basic", "affinities": []})

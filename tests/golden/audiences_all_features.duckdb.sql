@@ -20,12 +20,12 @@ SELECT
   a.last_updated_at
 FROM algolia.user_affinities AS a
 WHERE
-  EXISTS(
+  NOT EXISTS(
     SELECT
       1
-    FROM algolia.stg_algolia__users AS u
+    FROM algolia.users AS u
     WHERE
-      u.user_id = a.user_id
+      u.user_id = a.user_id AND NOT u.deleted_at IS NULL
   );
 
 -- view stg_algolia__personalization_config
