@@ -263,6 +263,12 @@ def _profiles(
     users_hints, affinities_hints = _table_hints("replace" if initial else "merge")
     mark = _TableMarker()
     batches = PageBatches()
+
+    def marked(done: List[Tuple[pa.Table, pa.Table]]) -> Iterator[Any]:
+        for users_batch, affinities_batch in done:
+            yield mark(users_batch, users_hints)
+            yield mark(affinities_batch, affinities_hints)
+
     newest: Optional[datetime] = None
     profiles = 0
     rejected = 0
@@ -298,13 +304,8 @@ def _profiles(
             page_newest = pc.max(users_table["last_updated_at"]).as_py()
             if page_newest is not None and (newest is None or page_newest > newest):
                 newest = page_newest
-            for users_batch, affinities_batch in batches.add(users_table, affinities_table):
-                yield mark(users_batch, users_hints)
-                yield mark(affinities_batch, affinities_hints)
-        last = batches.flush()
-        if last is not None:
-            yield mark(last[0], users_hints)
-            yield mark(last[1], affinities_hints)
+            yield from marked(batches.add(users_table, affinities_table))
+        yield from marked(batches.flush())
     finally:
         pages.close()  # stops a read-ahead or window thread now, not when the traceback is freed
         if seen is not None:

@@ -19,7 +19,7 @@ BATCH_ROWS = 100_000
 
 class PageBatches:
     """Collects each page's ``(users, affinities)`` tables; :meth:`add` returns the gathered pair
-    once it holds ``max_rows`` rows, :meth:`flush` returns what is left."""
+    once it holds ``max_rows`` rows, :meth:`flush` what is left (both as lists of pairs)."""
 
     def __init__(self, max_rows: int = BATCH_ROWS) -> None:
         self.max_rows = max_rows
@@ -42,9 +42,10 @@ class PageBatches:
             done.append(self._take())
         return [batch for batch in done if batch is not None]
 
-    def flush(self) -> Optional[Tuple[pa.Table, pa.Table]]:
-        """The pending tables as one batch, or None."""
-        return self._take()
+    def flush(self) -> List[Tuple[pa.Table, pa.Table]]:
+        """The pending tables as one batch (none if nothing is pending)."""
+        batch = self._take()
+        return [] if batch is None else [batch]
 
     def _take(self) -> Optional[Tuple[pa.Table, pa.Table]]:
         if not self._users:

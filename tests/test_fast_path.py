@@ -281,6 +281,6 @@ def test_page_batches_gather_pages_and_split_where_the_schema_changes():
     assert batches.add(*page(5, 30)) == []
     (users, _), = batches.add(*page(5, 35, pa.string()))  # another schema: the pending page goes alone
     assert users.column("user_id").to_pylist() == list(range(30, 35))
-    users, affinities = batches.flush()
+    (users, affinities), = batches.flush()
     assert users.column("user_id").to_pylist() == [str(i) for i in range(35, 40)] and affinities.num_rows == 15
-    assert batches.flush() is None
+    assert batches.flush() == []
