@@ -85,12 +85,18 @@ def make_pipeline(
             )
         destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path, pipeline_name))
     try:
-        return dlt.pipeline(
+        pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
             destination=destination,
             dataset_name=dataset_name,
             pipelines_dir=pipelines_dir,
         )
+        if destination == "duckdb":
+            # dlt's default file (./<pipeline_name>.duckdb, or the configured credentials): hold its
+            # credentials too, so run_source can bound the initial load wherever the file is
+            path = pipeline.destination_client().config.credentials.database  # resolves, does not connect
+            return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir, duckdb_path=path)
+        return pipeline
     except UnknownDestinationModule as error:
         raise ConfigurationError(
             f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"
@@ -179,6 +185,7 @@ def drop_leftover_extracted_packages(pipeline: Any) -> None:
 def run_source(pipeline: Any, source: Any) -> LoadInfo:
     """``pipeline.run(source)`` in its three steps, so that the load of an initial export into DuckDB
     runs with DuckDB's memory bounded (:func:`bounded_initial_load`)."""
+    create_duckdb_file(pipeline)  # before anything connects: DuckDB picks a file's format when it creates it
     if pipeline.config.restore_from_destination:
         pipeline.sync_destination()
     pipeline.extract(source)
@@ -196,6 +203,34 @@ def run_source(pipeline: Any, source: Any) -> LoadInfo:
     # the jobs that completed stay loaded: dlt runs the ones left
     logger.warning("the bounded load ran out of memory (%s); loading again with DuckDB's defaults", failure)
     return pipeline.load()
+
+
+# DuckDB writes a new file in the storage format of DuckDB 0.10 unless told otherwise. The format of
+# DuckDB 1.4, the oldest this package supports, compresses strings with DICT_FSST: DuckDB spends about
+# a fifth less CPU loading the initial export, and the file is smaller. Any DuckDB >= 1.4 reads it.
+DUCKDB_STORAGE_VERSION = "v1.4.0"
+
+
+def create_duckdb_file(pipeline: Any) -> Optional[str]:
+    """Creates the DuckDB file of a pipeline made by :func:`make_pipeline`, if it does not exist
+    yet, in the storage format of DuckDB 1.4; returns its path when it created it.
+
+    ``storage_compatibility_version`` in ``destination.duckdb.credentials.global_config`` picks
+    another format (``"v0.10.2"`` for readers older than DuckDB 1.4). An existing file keeps its own.
+    """
+    import duckdb
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    credentials = getattr(pipeline.destination, "config_params", {}).get("credentials")
+    if not isinstance(credentials, DuckDbCredentials) or not isinstance(credentials.database, str):
+        return None
+    path = credentials.database
+    if path.startswith(":") or os.path.exists(path):
+        return None
+    version = (credentials.global_config or {}).get("storage_compatibility_version", DUCKDB_STORAGE_VERSION)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(path, config={"storage_compatibility_version": version}).close()
+    return path
 
 
 def _out_of_memory(error: BaseException) -> bool:

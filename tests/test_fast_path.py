@@ -284,3 +284,53 @@ def test_page_batches_gather_pages_and_split_where_the_schema_changes():
     (users, affinities), = batches.flush()
     assert users.column("user_id").to_pylist() == [str(i) for i in range(35, 40)] and affinities.num_rows == 15
     assert batches.flush() == []
+
+
+def _storage_version(path: str) -> str:
+    import duckdb
+
+    with duckdb.connect(path, read_only=True) as connection:
+        return connection.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE path = ?", [path]
+        ).fetchone()[0]
+
+
+def test_a_new_duckdb_file_is_written_in_the_storage_format_of_duckdb_1_4(emulator, pipeline_factory):
+    pipeline = pipeline_factory()
+    path = pipeline.destination.config_params["credentials"].database
+    run(pipeline, emulator)
+    assert _storage_version(path) == "v1.4.0+"
+    assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+def test_a_configured_storage_format_is_used_and_an_existing_file_keeps_its_own(emulator, pipeline_factory, monkeypatch):
+    import duckdb
+
+    monkeypatch.setenv(
+        "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"storage_compatibility_version": "v0.10.2"}'
+    )
+    configured = pipeline_factory()
+    run(configured, emulator)
+    assert _storage_version(configured.destination.config_params["credentials"].database) == "v1.0.0+"
+
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
+    existing = pipeline_factory()
+    path = existing.destination.config_params["credentials"].database
+    duckdb.connect(path).close()  # made before this package ran: DuckDB's default format
+    run(existing, emulator)
+    assert _storage_version(path) == "v1.0.0+"
+    assert_warehouse_equals_emulator(existing, emulator)
+
+
+def test_dlts_default_duckdb_file_gets_the_bounded_load_and_the_1_4_format(emulator, tmp_path, monkeypatch):
+    from algolia_profiles_source.pipeline import make_pipeline
+
+    monkeypatch.chdir(tmp_path)  # dlt's default file is ./<pipeline_name>.duckdb
+    limits = _insert_memory_limits(monkeypatch)
+    pipeline = make_pipeline("default_file_profiles", pipelines_dir=str(tmp_path / "pipelines"))
+    assert pipeline.destination.config_params["credentials"].database == str(tmp_path / "default_file_profiles.duckdb")
+
+    run(pipeline, emulator)
+    assert limits and all(_mib(limit) <= 128 for limit in limits), limits
+    assert _storage_version(str(tmp_path / "default_file_profiles.duckdb")) == "v1.4.0+"
+    assert_warehouse_equals_emulator(pipeline, emulator)
