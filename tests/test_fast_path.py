@@ -334,3 +334,68 @@ def test_dlts_default_duckdb_file_gets_the_bounded_load_and_the_1_4_format(emula
     assert limits and all(_mib(limit) <= 128 for limit in limits), limits
     assert _storage_version(str(tmp_path / "default_file_profiles.duckdb")) == "v1.4.0+"
     assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+def _big_page(n: int = 1500) -> List[Any]:
+    """Profiles enough for a body above the size at which pages are read in two halves."""
+    return [
+        dict(PROFILE, userID=f"u-{i}", affinities=[dict(PROFILE["affinities"][0], value=f"v{j}") for j in range(3)])
+        for i in range(n)
+    ]
+
+
+def _halves_used(monkeypatch: Any) -> List[bool]:
+    import algolia_profiles_source.page as page_module
+
+    used: List[bool] = []
+    original = page_module._read_in_halves
+
+    def spy(content: bytes) -> Any:
+        result = original(content)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(page_module, "_read_in_halves", spy)
+    return used
+
+
+def _assert_same_tables(content: bytes, users: List[Any]) -> None:
+    parsed = parse_users_body(content)
+    assert isinstance(parsed["users"], pa.StructArray)
+    arrow, dicts = page_to_tables(parsed["users"]), page_to_tables(users)
+    assert arrow.users.equals(dicts.users) and arrow.affinities.equals(dicts.affinities)
+    assert arrow.users.num_rows == len(users) and not arrow.rejected
+
+
+@pytest.mark.parametrize("token_first", [False, True])
+def test_a_big_page_is_read_in_two_halves_that_make_the_same_tables(monkeypatch, token_first):
+    used = _halves_used(monkeypatch)
+    users = _big_page()
+    content = orjson.dumps({"nextPageToken": "t9", "users": users} if token_first else {"users": users, "nextPageToken": "t9"})
+    assert len(content) > 256 * 1024
+    _assert_same_tables(content, users)
+    assert parse_users_body(content)["nextPageToken"] == "t9"
+    assert used == [True, True]
+
+
+def test_a_cut_outside_the_profiles_falls_back_to_reading_the_whole_page(monkeypatch):
+    used = _halves_used(monkeypatch)
+    users = _big_page(300)
+    # an unknown top-level array of objects that start with "userID", in the middle of the body: the
+    # second half would otherwise read its objects as profiles
+    decoys = [{"userID": f"decoy-{i}", "note": "x" * 200} for i in range(1500)]
+    content = orjson.dumps({"users": users, "decoys": decoys, "nextPageToken": "t9"})
+    _assert_same_tables(content, users)
+    # the same objects nested inside profiles (an unknown field): the brackets do not balance
+    nested = [dict(p, history=decoys[:8]) for p in _big_page(600)]
+    _assert_same_tables(orjson.dumps({"users": nested}), nested)
+    assert used == [False, False]
+
+
+def test_a_big_page_that_is_truncated_or_not_utf8_is_still_malformed():
+    content = orjson.dumps({"users": _big_page(), "nextPageToken": "t9"})
+    with pytest.raises(MalformedBody):
+        parse_users_body(content[: len(content) * 3 // 4])
+    broken = content[: len(content) * 3 // 4] + content[len(content) * 3 // 4 :].replace(b'"v1"', b'"v\xe9"', 1)
+    with pytest.raises(MalformedBody):
+        parse_users_body(broken)
