@@ -107,16 +107,21 @@ _PROFILE_BOUNDARY = b'},{"userID":'
 _CUT_ID = "\x00algolia-profiles:cut"
 _CUT_PROFILE = b'{"userID":"\\u0000algolia-profiles:cut"}'
 _SPLIT_MIN_BYTES = 256 * 1024
-_halves = ThreadPoolExecutor(max_workers=1, thread_name_prefix="algolia-parse") if (os.cpu_count() or 1) > 1 else None
+_half_reader: Dict[int, ThreadPoolExecutor] = {}  # by process: a forked child has no pool thread
 
 
 def _read_in_halves(content: bytes) -> Optional[Tuple[pa.StructArray, Optional[str]]]:
-    if _halves is None or len(content) < _SPLIT_MIN_BYTES:
+    if (os.cpu_count() or 1) < 2 or len(content) < _SPLIT_MIN_BYTES:
         return None
     cut = content.find(_PROFILE_BOUNDARY, len(content) // 2)
     if cut < 0:
         return None
-    second = _halves.submit(_read, b'{"users":[' + _CUT_PROFILE + content[cut + 1 :])
+    pool = _half_reader.get(os.getpid())
+    if pool is None:
+        pool = _half_reader.setdefault(
+            os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="algolia-parse")
+        )
+    second = pool.submit(_read, b'{"users":[' + _CUT_PROFILE + content[cut + 1 :])
     first = _read(content[: cut + 2] + _CUT_PROFILE + b"]}")
     rest = second.result()
     if first is None or rest is None or (first[1] is not None and rest[1] is not None):

@@ -399,3 +399,25 @@ def test_a_big_page_that_is_truncated_or_not_utf8_is_still_malformed():
     broken = content[: len(content) * 3 // 4] + content[len(content) * 3 // 4 :].replace(b'"v1"', b'"v\xe9"', 1)
     with pytest.raises(MalformedBody):
         parse_users_body(broken)
+
+
+def _parse_big_page_in_child(result: Any) -> None:
+    users = _big_page(1200)
+    parsed = parse_users_body(orjson.dumps({"users": users}))
+    result.put(len(parsed["users"]))
+
+
+def test_a_forked_process_reads_big_pages_in_halves_too():
+    import multiprocessing
+
+    parse_users_body(orjson.dumps({"users": _big_page()}))  # the parent's half-reader thread exists now
+    context = multiprocessing.get_context("fork")
+    result = context.Queue()
+    child = context.Process(target=_parse_big_page_in_child, args=(result,))
+    child.start()
+    child.join(60)  # a pool inherited without its thread would wait forever
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert result.get(timeout=5) == 1200
