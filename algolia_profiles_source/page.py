@@ -16,10 +16,8 @@ the helpers below read both.
 from __future__ import annotations
 
 import gc
-import os
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import orjson
 import pyarrow as pa
@@ -63,22 +61,6 @@ def parse_users_body(content: bytes) -> Dict[str, Any]:
     """
     if not content:
         raise MalformedBody("empty body")
-    parsed = _read_in_halves(content)
-    if parsed is None:
-        parsed = _read(content)
-    if parsed is None:
-        return parse_json(content)
-    users, token = parsed
-    try:
-        users.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; orjson does not
-    except pa.ArrowInvalid:
-        return parse_json(content)
-    return {"users": users, "nextPageToken": token}
-
-
-def _read(content: bytes) -> Optional[Tuple[pa.StructArray, Optional[str]]]:
-    """The profiles and next-page token of a body shaped like a page, read by Arrow; ``None`` if
-    Arrow cannot read it with the documented types."""
     try:
         table = pa_json.read_json(
             pa.BufferReader(content),
@@ -87,50 +69,17 @@ def _read(content: bytes) -> Optional[Tuple[pa.StructArray, Optional[str]]]:
             parse_options=_PARSE_OPTIONS,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != 1 or table.column("users").null_count != 0:
-        return None
-    column = table.column("users")
-    # one block, so one chunk: combine_chunks() would copy the whole page for nothing
-    users = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).flatten()
-    return users, table.column("nextPageToken")[0].as_py()
-
-
-# Arrow reads one JSON object on one thread: a page of 1,000 profiles (a few MB) is cut in two at a
-# profile boundary and the halves are read on two cores, which shortens the reading thread of a walk
-# (the critical path of an export). `},{"userID":` stands only between two objects of an array (a
-# string holds no unescaped quote), but not necessarily two profiles of `users`: each half therefore
-# gets a marker profile where it was cut, and the halves count only if the marker is the last profile
-# of the first half and the first of the second (a cut anywhere else leaves a half with unbalanced
-# brackets, or the marker in another array). Otherwise the whole body is read at once.
-_PROFILE_BOUNDARY = b'},{"userID":'
-_CUT_ID = "\x00algolia-profiles:cut"
-_CUT_PROFILE = b'{"userID":"\\u0000algolia-profiles:cut"}'
-_SPLIT_MIN_BYTES = 256 * 1024
-_half_reader: Dict[int, ThreadPoolExecutor] = {}  # by process: a forked child has no pool thread
-
-
-def _read_in_halves(content: bytes) -> Optional[Tuple[pa.StructArray, Optional[str]]]:
-    if (os.cpu_count() or 1) < 2 or len(content) < _SPLIT_MIN_BYTES:
-        return None
-    cut = content.find(_PROFILE_BOUNDARY, len(content) // 2)
-    if cut < 0:
-        return None
-    pool = _half_reader.get(os.getpid())
-    if pool is None:
-        pool = _half_reader.setdefault(
-            os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="algolia-parse")
-        )
-    second = pool.submit(_read, b'{"users":[' + _CUT_PROFILE + content[cut + 1 :])
-    first = _read(content[: cut + 2] + _CUT_PROFILE + b"]}")
-    rest = second.result()
-    if first is None or rest is None or (first[1] is not None and rest[1] is not None):
-        return None
-    head, tail = first[0], rest[0]
-    if head.field("userID")[-1].as_py() != _CUT_ID or tail.field("userID")[0].as_py() != _CUT_ID:
-        return None
-    token = first[1] if first[1] is not None else rest[1]
-    return pa.concat_arrays([head[:-1], tail[1:]]), token
+        table = None
+    if table is not None and table.num_rows == 1 and table.column("users").null_count == 0:
+        column = table.column("users")
+        # one block, so one chunk: combine_chunks() would copy the whole page for nothing
+        users = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).flatten()
+        try:
+            users.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; orjson does not
+        except pa.ArrowInvalid:
+            return parse_json(content)
+        return {"users": users, "nextPageToken": table.column("nextPageToken")[0].as_py()}
+    return parse_json(content)
 
 
 def parse_json(content: bytes) -> Any:
