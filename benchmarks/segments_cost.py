@@ -30,7 +30,7 @@ import dlt  # noqa: E402
 from algolia_profiles_source import PROFILES_RESOURCE, _profiles  # noqa: E402
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES  # noqa: E402
 from algolia_profiles_source.emulator import ProfileStore  # noqa: E402
-from algolia_profiles_source.pipeline import make_pipeline  # noqa: E402
+from algolia_profiles_source.pipeline import make_pipeline, run_source  # noqa: E402
 from algolia_profiles_source.query import build_query  # noqa: E402
 from algolia_profiles_source.segments import build_models, build_segments  # noqa: E402
 
@@ -105,7 +105,8 @@ def main() -> None:
             name=PROFILES_RESOURCE, write_disposition="merge",
         )
         started = time.perf_counter()
-        pipeline.run(dlt.source(name="algolia_profiles", max_table_nesting=0)(lambda: resource)())
+        # as `algolia-profiles load` runs it (a new DuckDB file is created in DuckDB 1.4's format)
+        run_source(pipeline, dlt.source(name="algolia_profiles", max_table_nesting=0)(lambda: resource)())
         load = time.perf_counter() - started
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name("user_affinities")
