@@ -189,15 +189,20 @@ def page_to_tables(
     empty_users = user_ids.filter(pc.invert(has_rows)) if tombstones else user_ids.slice(0, 0)
     tombstones = len(empty_users)
     indices = flat.field("indices")
+
+    def with_tombstones(column: pa.Array, tombstone: pa.Array) -> pa.Array:
+        # concat_arrays copies even an empty tail: most pages have no tombstone
+        return pa.concat_arrays([column, tombstone]) if tombstones else column
+
     affinities_table = pa.Table.from_arrays(
         [
-            pa.concat_arrays([owner, empty_users]),
-            pa.concat_arrays([names, pa.array([""] * tombstones, pa.string())]),
-            pa.concat_arrays([values, pa.array([""] * tombstones, pa.string())]),
-            pa.concat_arrays([scores, pa.nulls(tombstones, pa.float64())]),
-            _indices(pa.concat_arrays([indices, pa.nulls(tombstones, indices.type)]), indices_as_json),
-            pa.concat_arrays([a_updated, pa.nulls(tombstones, TIMESTAMP)]),
-            pa.concat_arrays([pa.nulls(len(owner), pa.bool_()), pa.array([True] * tombstones, pa.bool_())]),
+            with_tombstones(owner, empty_users),
+            with_tombstones(names, pa.array([""] * tombstones, pa.string())),
+            with_tombstones(values, pa.array([""] * tombstones, pa.string())),
+            with_tombstones(scores, pa.nulls(tombstones, pa.float64())),
+            _indices(with_tombstones(indices, pa.nulls(tombstones, indices.type)), indices_as_json),
+            with_tombstones(a_updated, pa.nulls(tombstones, TIMESTAMP)),
+            with_tombstones(pa.nulls(len(owner), pa.bool_()), pa.array([True] * tombstones, pa.bool_())),
         ],
         schema=AFFINITIES_SCHEMA_JSON_INDICES if indices_as_json else AFFINITIES_SCHEMA,
     )
