@@ -69,7 +69,8 @@ def make_pipeline(
     ``workdir`` keeps everything in one folder: the pipeline's working files in ``workdir/pipelines``
     and, for DuckDB, the database in ``workdir/<pipeline_name>.duckdb``. ``duckdb_path`` picks the
     DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``,
-    ``./<pipeline_name>.duckdb``).
+    ``./<pipeline_name>.duckdb``). A DuckDB file that does not exist yet is created here
+    (:func:`create_duckdb_file`).
     """
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ def make_pipeline(
             # credentials too, so run_source can bound the initial load wherever the file is
             path = pipeline.destination_client().config.credentials.database  # resolves, does not connect
             return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir, duckdb_path=path)
+        # before any command connects: DuckDB picks a file's format when it creates the file
+        create_duckdb_file(pipeline)
         return pipeline
     except UnknownDestinationModule as error:
         raise ConfigurationError(
@@ -212,20 +215,21 @@ DUCKDB_STORAGE_VERSION = "v1.4.0"
 
 
 def create_duckdb_file(pipeline: Any) -> Optional[str]:
-    """Creates the DuckDB file of a pipeline made by :func:`make_pipeline`, if it does not exist
-    yet, in the storage format of DuckDB 1.4; returns its path when it created it.
+    """Creates the DuckDB file of a DuckDB pipeline, if it does not exist yet, in the storage format
+    of DuckDB 1.4; returns its path when it created it.
 
     ``storage_compatibility_version`` in ``destination.duckdb.credentials.global_config`` picks
     another format (``"v0.10.2"`` for readers older than DuckDB 1.4). An existing file keeps its own.
     """
     import duckdb
-    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-    credentials = getattr(pipeline.destination, "config_params", {}).get("credentials")
-    if not isinstance(credentials, DuckDbCredentials) or not isinstance(credentials.database, str):
+    destination = pipeline.destination
+    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
         return None
+    # the path dlt will open (a relative path resolved as dlt resolves it); resolving does not connect
+    credentials = pipeline.destination_client().config.credentials
     path = credentials.database
-    if path.startswith(":") or os.path.exists(path):
+    if not isinstance(path, str) or path.startswith(":") or os.path.exists(path):
         return None
     version = (credentials.global_config or {}).get("storage_compatibility_version", DUCKDB_STORAGE_VERSION)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
