@@ -275,3 +275,16 @@ def test_config_requests_follow_the_same_retry_and_error_policy(emulator_factory
     emulator.inject("500", "503_html", "429")
     assert "indices" in client.get_config()
     assert client.stats["retries"] == 3
+
+
+def test_reading_commands_before_any_load_say_so_and_leave_no_database_file(tmp_path):
+    for args in (["segments", "sizes"], ["segments", "list"], ["report"], ["status"],
+                 ["export", "kids_shoppers", "--output-dir", str(tmp_path / "out")]):
+        result = _cli(args, tmp_path, {})
+        if args == ["status"]:
+            assert result.returncode == 0 and "no load yet" in result.stdout
+        else:
+            assert result.returncode == 2, (args, result.stderr)
+            assert "has not loaded profiles yet" in result.stderr and "Traceback" not in result.stderr
+        # a DuckDB file made here would be empty, and in DuckDB's old format for the first load
+        assert not list(tmp_path.glob("*.duckdb")), args
