@@ -262,10 +262,9 @@ def segments_build(pipeline_name: str, destination: str, dataset_name: str, work
 
 def _read(pipeline_name: str, destination: str, dataset_name: str, workdir: Optional[str], table: str,
           order_by: Optional[str] = None, where: Any = None) -> List[Dict[str, Any]]:
-    from .segments.build import pipeline_target, read_table, require_profiles
+    from .segments.build import pipeline_target, read_table
 
     pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
-    require_profiles(pipeline)
     with pipeline.sql_client() as client:
         try:
             return read_table(client, pipeline_target(pipeline, client), table, order_by, where)

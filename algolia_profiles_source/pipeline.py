@@ -69,7 +69,8 @@ def make_pipeline(
     ``workdir`` keeps everything in one folder: the pipeline's working files in ``workdir/pipelines``
     and, for DuckDB, the database in ``workdir/<pipeline_name>.duckdb``. ``duckdb_path`` picks the
     DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``,
-    ``./<pipeline_name>.duckdb``).
+    ``./<pipeline_name>.duckdb``). A DuckDB file that does not exist yet is created here
+    (:func:`create_duckdb_file`).
     """
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ def make_pipeline(
             # credentials too, so run_source can bound the initial load wherever the file is
             path = pipeline.destination_client().config.credentials.database  # resolves, does not connect
             return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir, duckdb_path=path)
+        # before any command connects: DuckDB picks a file's format when it creates the file
+        create_duckdb_file(pipeline)
         return pipeline
     except UnknownDestinationModule as error:
         raise ConfigurationError(
@@ -115,6 +118,7 @@ def load_profiles(
     """
     source = algolia_profiles(reconcile=reconcile, **source_args)
     with exclusive(pipeline):
+        create_duckdb_file(pipeline)  # before a pending package's load connects
         drop_leftover_extracted_packages(pipeline)
         if pipeline.has_pending_data:
             # a failed or killed run left a package: dlt finishes it and would ignore new data
@@ -213,8 +217,8 @@ DUCKDB_STORAGE_VERSION = "v1.4.0"
 
 def create_duckdb_file(pipeline: Any) -> Optional[str]:
     """Creates the DuckDB file of a DuckDB pipeline, if it does not exist yet, in the storage format
-    of DuckDB 1.4; returns its path when it created it. Called by what connects before a first load
-    (:func:`run_source`, ``doctor``): read-only commands such as ``status`` create no file.
+    of DuckDB 1.4; returns its path when it created it. :func:`make_pipeline` calls it, so that any
+    command connecting before the first load finds the file in that format, and so does a load.
 
     ``storage_compatibility_version`` in ``destination.duckdb.credentials.global_config`` picks
     another format (``"v0.10.2"`` for readers older than DuckDB 1.4). An existing file keeps its own.

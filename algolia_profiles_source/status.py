@@ -12,7 +12,7 @@ import dlt
 
 from . import settings
 from .exceptions import AlgoliaProfilesError
-from .pipeline import create_duckdb_file, last_run, row_counts
+from .pipeline import last_run, row_counts
 from .query import build_query, parse_datetime
 
 RECONCILE_EVERY = timedelta(days=1)
@@ -103,7 +103,6 @@ def doctor(pipeline: Any, region: Optional[str] = None, base_url: Optional[str] 
         except AlgoliaProfilesError as error:
             checks.append(Check("API access", False, str(error)))
     try:
-        create_duckdb_file(pipeline)  # connecting creates a missing DuckDB file: in the format a load would
         with pipeline.sql_client() as sql:
             sql.execute_sql("SELECT 1")
         checks.append(Check("destination", True, f"{pipeline.destination.destination_name}: connected"))

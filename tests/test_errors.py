@@ -277,14 +277,44 @@ def test_config_requests_follow_the_same_retry_and_error_policy(emulator_factory
     assert client.stats["retries"] == 3
 
 
-def test_reading_commands_before_any_load_say_so_and_leave_no_database_file(tmp_path):
-    for args in (["segments", "sizes"], ["segments", "list"], ["report"], ["status"],
-                 ["export", "kids_shoppers", "--output-dir", str(tmp_path / "out")]):
-        result = _cli(args, tmp_path, {})
-        if args == ["status"]:
-            assert result.returncode == 0 and "no load yet" in result.stdout
-        else:
-            assert result.returncode == 2, (args, result.stderr)
-            assert "has not loaded profiles yet" in result.stderr and "Traceback" not in result.stderr
-        # a DuckDB file made here would be empty, and in DuckDB's old format for the first load
-        assert not list(tmp_path.glob("*.duckdb")), args
+def _storage_version(path) -> str:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE path = ?", [str(path)]
+        ).fetchone()[0]
+
+
+def test_a_command_run_before_the_first_load_leaves_the_file_in_the_format_the_load_uses(emulator, tmp_path):
+    good = {
+        "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+        "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+        "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url,
+    }
+    sizes = _cli(["segments", "sizes"], tmp_path, good)
+    assert sizes.returncode == 2 and "segments build" in sizes.stderr and "Traceback" not in sizes.stderr
+    database = tmp_path / "algolia_profiles.duckdb"  # dlt's default file
+    assert _storage_version(database) == "v1.4.0+"
+    load = _cli(["load"], tmp_path, good)
+    assert load.returncode == 0, load.stderr
+    assert _storage_version(database) == "v1.4.0+"
+
+
+def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gone(emulator, tmp_path):
+    import shutil
+
+    good = {
+        "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+        "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+        "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url,
+    }
+    work = tmp_path / "work"
+    assert _cli(["load", "--dir", str(work)], tmp_path, good).returncode == 0
+    assert _cli(["segments", "build", "--dir", str(work)], tmp_path, good).returncode == 0
+    shutil.rmtree(work / "pipelines")  # a new machine or a wiped runner: only the database is left
+    sizes = _cli(["segments", "sizes", "--dir", str(work)], tmp_path, good)
+    assert sizes.returncode == 0 and "kids_shoppers" in sizes.stdout, sizes.stderr
+    export = _cli(["export", "kids_shoppers", "--dir", str(work), "--output-dir", str(tmp_path / "out")], tmp_path, good)
+    assert export.returncode == 0, export.stderr
+    assert list((tmp_path / "out").glob("kids_shoppers.*"))

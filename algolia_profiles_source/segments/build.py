@@ -106,7 +106,7 @@ def load_audiences(pipeline: Any, source: Union[str, Path, AudienceFile, Dict[st
 
 def build_models(pipeline: Any) -> int:
     """(Re)builds the staging views, affinity_catalog and user_top_affinities; returns statements run."""
-    require_profiles(pipeline)
+    _require_profiles(pipeline)
     with pipeline.sql_client() as client:
         target = pipeline_target(pipeline, client)
         has_config = CONFIG in pipeline.default_schema.tables
@@ -120,7 +120,7 @@ def build_segments(
     models: bool = True,
 ) -> BuildResult:
     """Validates the audiences, then builds the models (optional) and every audience in the destination."""
-    require_profiles(pipeline)
+    _require_profiles(pipeline)
     file = load_audiences(pipeline, audiences)
     built_at = datetime.now(timezone.utc)
     build_id = built_at.strftime("%Y%m%dT%H%M%S%fZ")
@@ -165,11 +165,7 @@ def _run(client: Any, target: Target, statements: Sequence[Statement]) -> int:
     return len(statements)
 
 
-def require_profiles(pipeline: Any) -> None:
-    """Raises a configuration error, before anything connects, if the pipeline has loaded no profiles.
-
-    (Connecting to a DuckDB pipeline that has never loaded would leave an empty file behind.)
-    """
+def _require_profiles(pipeline: Any) -> None:
     tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
     if USERS not in tables or AFFINITIES not in tables:
         raise ConfigurationError(

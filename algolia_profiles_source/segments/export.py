@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError
-from .build import pipeline_target, require_profiles
+from .build import pipeline_target
 from .compiler import MEMBERS
 from .definitions import COLUMN_NAME, TABLE_NAME, _did_you_mean
 
@@ -98,7 +98,6 @@ def output_path(output_dir: Union[str, Path], filename: str, overwrite: bool) ->
 
 
 def _members(pipeline: Any, audience: str) -> pa.Table:
-    require_profiles(pipeline)
     with pipeline.sql_client() as client:
         target = pipeline_target(pipeline, client)
         try:
@@ -124,7 +123,6 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
 def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: str) -> pa.Table:
     if not TABLE_NAME.match(customers_table):
         raise ConfigurationError(f"customers table {customers_table!r} is not a table name like crm.customers")
-    require_profiles(pipeline)
     with pipeline.sql_client() as client:
         target = pipeline_target(pipeline, client)
         customers = target.external_table(customers_table)
