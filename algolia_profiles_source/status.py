@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import dlt
 
 from . import settings
-from .exceptions import AlgoliaProfilesError
+from .exceptions import AlgoliaProfilesError, ConfigurationError
 from .pipeline import last_run, row_counts
 from .query import build_query, parse_datetime
 
@@ -45,7 +45,16 @@ def status(pipeline: Any) -> Dict[str, Any]:
     if last_reconcile is not None:
         info["reconcile_due"] = datetime.now(timezone.utc) - last_reconcile > RECONCILE_EVERY
     if pipeline.default_schema_name:
-        info["tables"] = row_counts(pipeline)
+        from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+        try:
+            info["tables"] = row_counts(pipeline)
+        except DatabaseUndefinedRelation:
+            raise ConfigurationError(
+                f"pipeline {pipeline.pipeline_name!r} has loaded before, but its tables are not in the"
+                " destination (a deleted DuckDB file, a dropped dataset?): run `algolia-profiles load`"
+                " to load the profiles again"
+            ) from None
         try:
             from .segments.build import pipeline_target, read_table
 

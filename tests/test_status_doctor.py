@@ -44,3 +44,19 @@ def test_status_and_doctor_after_a_load(emulator, tmp_path):
     assert missing.returncode == 2 and "FAIL credentials: missing application_id and api_key" in missing.stdout
     for done in (before, shown, text, healthy, wrong, missing):
         assert API_KEY not in done.stdout + done.stderr
+
+
+def test_status_after_the_database_file_was_deleted_says_what_to_do(emulator, tmp_path):
+    env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+           "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
+    work = ["--dir", str(tmp_path / "work")]
+    assert _cli(["load", *work], tmp_path, env).returncode == 0
+    (tmp_path / "work" / "algolia_profiles.duckdb").unlink()  # the pipeline folder keeps its state
+
+    shown = _cli(["status", *work], tmp_path, env)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert "tables are not in the destination" in shown.stderr and "algolia-profiles load" in shown.stderr
+    again = _cli(["load", *work], tmp_path, env)  # and that advice works: every profile is read again
+    assert again.returncode == 0, again.stderr
+    info = json.loads(_cli(["status", "--json", *work], tmp_path, env).stdout)
+    assert info["tables"]["users"] == 150
