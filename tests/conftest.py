@@ -160,6 +160,16 @@ def warehouse_snapshot(pipeline: Any) -> Snapshot:
     return users, affinities
 
 
+def storage_version(path: Any) -> str:
+    """The storage format a DuckDB file was created in, as DuckDB reports it (``v1.4.0+``...)."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE path = ?", [str(path)]
+        ).fetchone()[0]
+
+
 def assert_warehouse_equals_emulator(pipeline: Any, emu: Emulator) -> None:
     exp_users, exp_aff = expected_snapshot(emu.store.users())
     got_users, got_aff = warehouse_snapshot(pipeline)

@@ -23,7 +23,7 @@ from algolia_profiles_source import (
     ResponseFormatError,
     algolia_profiles,
 )
-from tests.conftest import API_KEY, APP_ID, FAST_RETRIES, run, source_args
+from tests.conftest import API_KEY, APP_ID, FAST_RETRIES, run, source_args, storage_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,15 +277,6 @@ def test_config_requests_follow_the_same_retry_and_error_policy(emulator_factory
     assert client.stats["retries"] == 3
 
 
-def _storage_version(path) -> str:
-    import duckdb
-
-    with duckdb.connect(str(path), read_only=True) as connection:
-        return connection.execute(
-            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE path = ?", [str(path)]
-        ).fetchone()[0]
-
-
 def test_a_command_run_before_the_first_load_leaves_the_file_in_the_format_the_load_uses(emulator, tmp_path):
     good = {
         "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
@@ -295,10 +286,10 @@ def test_a_command_run_before_the_first_load_leaves_the_file_in_the_format_the_l
     sizes = _cli(["segments", "sizes"], tmp_path, good)
     assert sizes.returncode == 2 and "segments build" in sizes.stderr and "Traceback" not in sizes.stderr
     database = tmp_path / "algolia_profiles.duckdb"  # dlt's default file
-    assert _storage_version(database) == "v1.4.0+"
+    assert storage_version(database) == "v1.4.0+"
     load = _cli(["load"], tmp_path, good)
     assert load.returncode == 0, load.stderr
-    assert _storage_version(database) == "v1.4.0+"
+    assert storage_version(database) == "v1.4.0+"
 
 
 def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gone(emulator, tmp_path):

@@ -16,7 +16,7 @@ from algolia_profiles_source.page import MalformedBody, parse_users_body, timest
 from algolia_profiles_source.read_ahead import read_ahead
 from algolia_profiles_source.transform import page_to_tables
 
-from .conftest import assert_warehouse_equals_emulator, run
+from .conftest import assert_warehouse_equals_emulator, run, storage_version
 from .test_source_e2e import api_calls
 
 PROFILE = {
@@ -287,20 +287,11 @@ def test_page_batches_gather_pages_and_split_where_the_schema_changes():
     assert batches.flush() == []
 
 
-def _storage_version(path: str) -> str:
-    import duckdb
-
-    with duckdb.connect(path, read_only=True) as connection:
-        return connection.execute(
-            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE path = ?", [path]
-        ).fetchone()[0]
-
-
 def test_a_new_duckdb_file_is_written_in_the_storage_format_of_duckdb_1_4(emulator, pipeline_factory):
     pipeline = pipeline_factory()
     path = pipeline.destination.config_params["credentials"].database
     run(pipeline, emulator)
-    assert _storage_version(path) == "v1.4.0+"
+    assert storage_version(path) == "v1.4.0+"
     assert_warehouse_equals_emulator(pipeline, emulator)
 
 
@@ -312,7 +303,7 @@ def test_a_configured_storage_format_is_used_and_an_existing_file_keeps_its_own(
     )
     configured = pipeline_factory()
     run(configured, emulator)
-    assert _storage_version(configured.destination.config_params["credentials"].database) == "v1.0.0+"
+    assert storage_version(configured.destination.config_params["credentials"].database) == "v1.0.0+"
 
     monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
     existing = pipeline_factory()
@@ -320,7 +311,7 @@ def test_a_configured_storage_format_is_used_and_an_existing_file_keeps_its_own(
     os.remove(path)  # make_pipeline created it: make it again as DuckDB does by default, as if it
     duckdb.connect(path).close()  # had been made before this package ran
     run(existing, emulator)
-    assert _storage_version(path) == "v1.0.0+"
+    assert storage_version(path) == "v1.0.0+"
     assert_warehouse_equals_emulator(existing, emulator)
 
 
@@ -334,7 +325,7 @@ def test_dlts_default_duckdb_file_gets_the_bounded_load_and_the_1_4_format(emula
 
     run(pipeline, emulator)
     assert limits and all(_mib(limit) <= 128 for limit in limits), limits
-    assert _storage_version(str(tmp_path / "default_file_profiles.duckdb")) == "v1.4.0+"
+    assert storage_version(str(tmp_path / "default_file_profiles.duckdb")) == "v1.4.0+"
     assert_warehouse_equals_emulator(pipeline, emulator)
 
 
@@ -350,5 +341,5 @@ def test_the_1_4_format_survives_a_command_run_before_the_first_load_and_a_relat
     assert "destination" in [check.name for check in checks]
     monkeypatch.chdir(later)  # dlt resolves the relative path where the pipeline was first made
     run(make_pipeline("relative_profiles", duckdb_path="relative.duckdb", pipelines_dir=str(tmp_path / "pipelines")), emulator)
-    assert _storage_version(str(first / "relative.duckdb")) == "v1.4.0+"
+    assert storage_version(str(first / "relative.duckdb")) == "v1.4.0+"
     assert not (later / "relative.duckdb").exists()
