@@ -3,6 +3,9 @@
 Prints, for the same recorded pages in the same run (this machine is noisy, so ratios matter):
 
 - ``orjson``: parsing the pages only (the floor for anything that reads JSON in Python);
+- ``arrow``: parsing the pages only with the production parser (Arrow's JSON reader,
+  :func:`algolia_profiles_source.page.parse_users_body`): one thread's share of the fast path, on
+  its critical path, so the fast path cannot run faster than this on the same machine;
 - ``fast``: the production path (``algolia_profiles``'s page walker: orjson pages -> Arrow tables ->
   dlt merge into DuckDB), with the HTTP client replaced by the recorded pages;
 - ``naive``: a plain dlt pipeline yielding the API's dicts (nested affinities, default normalizer,
@@ -12,7 +15,7 @@ Each variant runs in its own process so its peak RSS is its own.
 
     python benchmarks/local_cost.py --profiles 100000 --naive-profiles 10000
 
-``--repeat N`` runs the orjson and fast variants N times each, interleaved, and reports medians
+``--repeat N`` runs the orjson, arrow and fast variants N times each, interleaved, and reports medians
 (the rate) and the largest peak RSS.
 """
 
@@ -112,6 +115,11 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
         gc.disable()  # the fastest way Python can parse these bytes: the floor
         for raw in _pages(path):
             profiles += len(orjson.loads(raw)["users"])
+    elif variant == "arrow":
+        from algolia_profiles_source.page import parse_users_body
+
+        for raw in _pages(path):
+            profiles += len(parse_users_body(raw)["users"])
     else:
         shutil.rmtree(workdir / variant, ignore_errors=True)  # a repeated run starts empty
         pipeline = make_pipeline(f"bench_{variant}", dataset_name="bench", workdir=str(workdir / variant))
@@ -164,8 +172,8 @@ def main() -> None:
         record_pages(small, args.naive_profiles, args.affinities)
         mb = full.stat().st_size / 1e6
         print(f"recorded {args.profiles:,} profiles x {args.affinities} affinities = {mb:,.0f} MB of JSON")
-        runs: Dict[str, List[Dict[str, Any]]] = {"orjson": [], "fast": [], "naive": []}
-        plan = [("orjson", full), ("fast", full)] * args.repeat + [("naive", small)]
+        runs: Dict[str, List[Dict[str, Any]]] = {"orjson": [], "arrow": [], "fast": [], "naive": []}
+        plan = [("orjson", full), ("arrow", full), ("fast", full)] * args.repeat + [("naive", small)]
         for variant, pages in plan:
             out = subprocess.run(
                 [sys.executable, __file__, "--variant", variant, "--pages-file", str(pages), "--workdir", tmp],
@@ -188,6 +196,8 @@ def main() -> None:
         per = {k: v["seconds"] / v["profiles"] for k, v in results.items()}
         print(f"fast vs naive: {per['naive'] / per['fast']:.1f}x faster per profile")
         print(f"fast vs orjson parse only: {per['fast'] / per['orjson']:.1f}x the parse time")
+        print(f"fast vs Arrow parse only (its own parser, alone): {per['fast'] / per['arrow']:.1f}x the parse time;"
+              f" parsing alone runs at {1 / per['arrow']:,.0f} profiles/s on this machine now")
         cpu = {k: v["cpu_seconds"] / v["profiles"] for k, v in results.items()}
         print(f"CPU per profile: fast = {cpu['fast'] / cpu['orjson']:.1f}x orjson parse only,"
               f" naive = {cpu['naive'] / cpu['fast']:.0f}x fast")
