@@ -12,8 +12,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script, args, expect", [
-    ("local_cost.py", ["--profiles", "3000", "--naive-profiles", "300", "--repeat", "2"], "CPU per profile"),
-    ("segments_cost.py", ["--users", "3000"], "per statement (median of the builds"),
+    ("local_cost.py", ["--profiles", "3000", "--naive-profiles", "300", "--repeat", "2"], "fast vs Arrow parse only"),
+    ("segments_cost.py", ["--users", "3000"], "of which the per-user pass"),
     ("concurrent_memory.py", ["--users", "2000", "--port", "0"], "peak RSS of the load"),
     ("incremental_cost.py", ["--users", "3000"], "incremental / full requests"),
     ("quota.py", ["--users", "600", "--page-size", "50", "--latency", "0.05", "--limit", "20",
