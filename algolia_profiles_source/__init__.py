@@ -232,6 +232,7 @@ def _profiles(
 ) -> Iterator[Any]:
     """Walks ``GET /2/users`` and yields each page as a ``users`` and a ``user_affinities`` table."""
     state = dlt.current.resource_state()
+    _check_application(state, client.application_id)
     backfill = query.end_date is not None
     start_after: Optional[datetime] = None
     cursor = parse_datetime(state.get("last_updated_at"), "state.last_updated_at")
@@ -317,6 +318,7 @@ def _profiles(
         # first sighting wins: a newer version read later was dropped, and the next run must read
         # it again, so the cursor may not pass the walk's start
         newest = started
+    state["application_id"] = client.application_id
     if not backfill:
         if newest is not None and (cursor is None or newest > cursor):
             state["last_updated_at"] = format_rfc3339(newest)
@@ -337,6 +339,24 @@ def _profiles(
     }
     if reconcile:
         state["last_reconcile_at"] = state["last_run"]["finished_at"]
+
+
+def _check_application(state: Dict[str, Any], application_id: str) -> None:
+    """Refuses to walk another application than the one whose profiles the pipeline holds.
+
+    The cursor, the tables and a reconcile's notion of "deleted" all belong to one application:
+    a second one loaded into the same dataset would start from the first one's cursor (reading
+    almost nothing) and mix both applications' profiles.
+    """
+    known = state.get("application_id")
+    if known is not None and known != application_id:
+        raise ConfigurationError(
+            f"this pipeline holds the profiles of application {known!r}, and this run reads"
+            f" application {application_id!r}: loading both into one dataset would mix their"
+            " profiles and their cursors. Give each application its own pipeline and dataset"
+            " (--pipeline-name and --dataset-name, or another --dir), or set application_id back"
+            f" to {known!r}"
+        )
 
 
 class _TableMarker:
@@ -409,6 +429,8 @@ def _arrow_written_as_csv() -> bool:
 
 def _personalization_config(client: ProfilesClient) -> Iterator[Dict[str, Any]]:
     """One row per index of ``GET /2/config``: its affinity attributes, source and status."""
+    profiles_state = dlt.current.source_state().get("resources", {}).get(PROFILES_RESOURCE, {})
+    _check_application(profiles_state, client.application_id)  # before the request
     config = client.get_config()
     status = config.get("status") or {}
     realtime = ((config.get("features") or {}).get("realtime") or {}).get("enabled")

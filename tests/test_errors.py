@@ -309,3 +309,28 @@ def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gon
     export = _cli(["export", "kids_shoppers", "--dir", str(work), "--output-dir", str(tmp_path / "out")], tmp_path, good)
     assert export.returncode == 0, export.stderr
     assert list((tmp_path / "out").glob("kids_shoppers.*"))
+
+
+def test_another_application_into_the_same_pipeline_is_refused_before_any_request(emulator, pipeline_factory):
+    from algolia_profiles_source.emulator import Emulator
+    from tests.conftest import assert_warehouse_equals_emulator
+
+    pipeline = pipeline_factory()
+    run(pipeline, emulator, page_size=50)
+    state_before = json.dumps(pipeline.state["sources"], sort_keys=True, default=str)
+    other = Emulator(app_id="OTHER_APP", api_key=API_KEY, n_users=60, seed=3).start()
+    try:
+        with pytest.raises(Exception) as failure:
+            run(pipeline, other, application_id="OTHER_APP")
+        error = find(failure.value, ConfigurationError)
+        assert error is not None, failure.value
+        assert f"application {APP_ID!r}" in str(error) and "'OTHER_APP'" in str(error)
+        assert "--pipeline-name" in str(error)
+        assert other.requests == []  # refused before the config or the first page was read
+    finally:
+        other.stop()
+    assert json.dumps(pipeline.state["sources"], sort_keys=True, default=str) == state_before
+    assert not pipeline.has_pending_data
+    assert_warehouse_equals_emulator(pipeline, emulator)
+    run(pipeline, emulator, page_size=50)  # the pipeline's own application still loads
+    assert_warehouse_equals_emulator(pipeline, emulator)
