@@ -337,8 +337,6 @@ def _profiles(
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
-    if reconcile:
-        state["last_reconcile_at"] = state["last_run"]["finished_at"]
 
 
 def _check_application(state: Dict[str, Any], application_id: str) -> None:

@@ -103,6 +103,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 @click.option("--end-date", default=None, help="Only profiles updated before this instant: a backfill window, the cursor is not moved [config: sources.algolia_profiles.end_date / env SOURCES__ALGOLIA_PROFILES__END_DATE].")
 @click.option("--page-size", type=int, default=None, help="Profiles per request, 1..1000 [config: sources.algolia_profiles.page_size / env SOURCES__ALGOLIA_PROFILES__PAGE_SIZE; default 1000].")
 @click.option("--reconcile", is_flag=True, help="Walk every profile and mark the ones gone from Algolia as deleted (run it daily).")
+@click.option("--min-seen-share", type=float, default=0.5, help="With --reconcile: mark nobody deleted unless the walk saw at least this share of the live users (a guard against a wrong application or proxy). Lower it only when Algolia really dropped that many profiles.")
 def load(
     pipeline_name: str,
     destination: str,
@@ -116,6 +117,7 @@ def load(
     end_date: Optional[str],
     page_size: Optional[int],
     reconcile: bool,
+    min_seen_share: float,
 ) -> None:
     """Load profiles from the real API (credentials from dlt config: .dlt/secrets.toml or env)."""
     from .pipeline import load_profiles
@@ -134,7 +136,7 @@ def load(
     with _errors_as_exit_codes(), reporting(Reporter()) as progress:
         pipeline = _pipeline(pipeline_name, destination, dataset_name, workdir)
         progress.stage(f"walking {'every profile (reconcile)' if reconcile else 'profiles'} of the API...")
-        result = load_profiles(pipeline, reconcile=reconcile, **{k: v for k, v in args.items() if v is not None})
+        result = load_profiles(pipeline, reconcile=reconcile, min_seen_share=min_seen_share, **{k: v for k, v in args.items() if v is not None})
         progress.stage(f"walk and load done in {time.monotonic() - progress.started:,.1f}s")
         run = result.run
         click.echo(

@@ -114,8 +114,11 @@ def load_profiles(
     """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary.
 
     With ``reconcile``, the run walks every profile and then marks the users it did not see as
-    deleted (see :mod:`.reconcile`).
+    deleted (see :mod:`.reconcile`), unless it saw fewer than ``min_seen_share`` of the live users.
     """
+    from .reconcile import check_min_seen_share, mark_deleted
+
+    min_seen_share = check_min_seen_share(min_seen_share)
     source = algolia_profiles(reconcile=reconcile, **source_args)
     with exclusive(pipeline):
         create_duckdb_file(pipeline)  # before a pending package's load connects
@@ -131,8 +134,6 @@ def load_profiles(
                 "the run did not load a new walk (dlt only finished pending packages); run again"
             )
         if reconcile:
-            from .reconcile import mark_deleted
-
             result = mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
             run["deleted"] = result.deleted
     return LoadResult(

@@ -10,6 +10,7 @@ audience. A profile that comes back is merged again with ``deleted_at`` empty.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 from .exceptions import ApiError, ConfigurationError
+from .query import format_rfc3339
 from .segments import dialects
 
 USERS = "users"
@@ -61,16 +63,45 @@ def mark_deleted(pipeline: Any, load_id: str, min_seen_share: float = 0.5) -> Re
         missing = count(exp.and_(live, other_load))
         live_before = missing + seen
         if seen < min_seen_share * live_before:
+            share = math.floor(seen / live_before * 100) / 100
             raise ApiError(
                 f"refusing to mark {missing:,} of {live_before:,} users deleted: the reconcile walk saw"
-                f" only {seen:,} profiles (< {min_seen_share:.0%}). Check application_id/region, or"
-                " lower min_seen_share if Algolia really dropped that many profiles"
+                f" only {seen:,} profiles ({seen / live_before:.1%}, under min_seen_share"
+                f" {min_seen_share:.0%}). Check application_id, region and base_url; if Algolia really"
+                " dropped that many profiles (a mass 90-day expiry), run the reconcile again with"
+                f" --min-seen-share {share:.2f} (load_profiles(..., min_seen_share={share:.2f}))"
             )
         update = exp.update(
             users.copy(), {"deleted_at": dialects.timestamp(now)}, where=exp.and_(live, other_load)
         )
         client.execute_sql(update.sql(dialect))
+    _record_reconcile(pipeline, now)
     return ReconcileResult(load_id, live_before, seen, missing)
+
+
+def check_min_seen_share(value: Any) -> float:
+    """``min_seen_share`` as a float in [0, 1]; a :class:`ConfigurationError` otherwise."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0 <= share <= 1:
+        raise ConfigurationError(
+            f"min_seen_share must be a share from 0 to 1 (0.5 = half of the live users), got {value!r}"
+        )
+    return share
+
+
+def _record_reconcile(pipeline: Any, at: datetime) -> None:
+    """Stores when deletions were last marked, which ``status`` reads to say whether one is due.
+
+    Only a reconcile that marked its deletions counts: a refused one leaves it due. The pipeline
+    state is saved locally now and goes to the destination with the next load.
+    """
+    with pipeline.managed_state() as state:
+        source = state.setdefault("sources", {}).setdefault("algolia_profiles", {})
+        profiles = source.setdefault("resources", {}).setdefault("profiles", {})
+        profiles["last_reconcile_at"] = format_rfc3339(at)
 
 
 def _rejected_this_load(pipeline: Any, client: Any, dialect: str, load_id: str) -> Any:

@@ -10,6 +10,7 @@ import pytest
 from algolia_profiles_source.exceptions import ApiError, ConfigurationError
 from algolia_profiles_source.pipeline import load_profiles
 from algolia_profiles_source.segments import build_segments
+from algolia_profiles_source.status import status
 from tests.conftest import expected_snapshot, recomputed_during_walk, run, source_args, warehouse_snapshot
 
 CAMPERS = {"audiences": {"campers": {"rule": {"affinity": "category:Camping"}}}}
@@ -75,10 +76,32 @@ def test_a_walk_that_sees_too_few_profiles_deletes_nothing(emulator_factory, pip
     emu = emulator_factory(n_users=200)
     pipeline = pipeline_factory()
     run(pipeline, emu, page_size=100)
-    small = emulator_factory(n_users=20, seed=99)  # e.g. a wrong application behind the same URL
-    with pytest.raises(ApiError, match="refusing to mark"):
+    small = emulator_factory(n_users=20, seed=99)  # e.g. a wrong proxy, or a mass expiry
+    with pytest.raises(ApiError, match="refusing to mark") as refused:
         load_profiles(pipeline, reconcile=True, **source_args(small, page_size=100))
     assert deleted_users(pipeline) == set()
+    # 20 of 220 live users seen: the message says how to go on if the expiry is real
+    assert "(9.1%, under min_seen_share 50%)" in str(refused.value)
+    assert "--min-seen-share 0.09" in str(refused.value)
+    # a refused reconcile has not reconciled: one is still due
+    info = status(pipeline)
+    assert info["last_reconcile_at"] is None and info["reconcile_due"]
+
+    before = datetime.now(timezone.utc)
+    load_profiles(pipeline, reconcile=True, min_seen_share=0.09, **source_args(small, page_size=100))
+    gone = {p["userID"] for p in emu.store.users()} - {p["userID"] for p in small.store.users()}
+    assert deleted_users(pipeline) == gone and len(gone) >= 190
+    info = status(pipeline)
+    assert datetime.fromisoformat(info["last_reconcile_at"].replace("Z", "+00:00")) >= before.replace(microsecond=0)
+    assert not info["reconcile_due"]
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "half", None])
+def test_a_bad_min_seen_share_is_refused_before_the_walk(emulator, pipeline_factory, share):
+    pipeline = pipeline_factory()
+    with pytest.raises(ConfigurationError, match="min_seen_share must be a share from 0 to 1"):
+        load_profiles(pipeline, reconcile=True, min_seen_share=share, **source_args(emulator))
+    assert emulator.requests == []
 
 
 @pytest.mark.parametrize("option", [{"affinity": ["category:Camping"]}, {"start_date": "2026-01-01T00:00:00Z"}])
