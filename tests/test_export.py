@@ -109,3 +109,48 @@ def test_unknown_audience_and_bad_customer_key(built, tmp_path):
     with pytest.raises(ConfigurationError, match="no column 'token'"):
         export_audience(pipeline, "campers", output_dir=tmp_path, customers=tmp_path / "customers.csv", customer_key="token")
     assert not list(tmp_path.glob("campers*"))
+
+
+def test_an_audience_built_empty_exports_an_empty_file_with_its_columns(built, tmp_path):
+    pipeline, _ = built
+    never = {"all": [{"affinity": "category:Camping"}, {"none": [{"affinity": "category:Camping"}]}]}
+    build_segments(pipeline, {"audiences": {**AUDIENCES["audiences"], "nobody": {"rule": never}}})
+    result = export_audience(pipeline, "nobody", output_dir=tmp_path)
+    assert result.rows == result.members == 0
+    assert result.path.read_text().splitlines() == ['"user_id","score","matched_affinities","built_at"']
+    empty = export_audience(pipeline, "nobody", output_dir=tmp_path, fmt="parquet")
+    assert pq.read_table(empty.path).num_rows == 0 and "user_id" in pq.read_table(empty.path).column_names
+
+
+def test_export_files_get_the_usual_permissions(built, tmp_path):
+    import os
+    import stat
+
+    pipeline, _ = built
+    umask = os.umask(0o022)
+    try:
+        result = export_audience(pipeline, "campers", output_dir=tmp_path / "out")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [result.path.name]  # no temporary file left
+
+
+def test_a_customer_key_repeated_among_the_members_is_refused(built, tmp_path):
+    pipeline, campers = built
+    path = tmp_path / "customers.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["user_token", "opted_out"])
+        for token in campers:
+            writer.writerow([token, "false"])
+        writer.writerow([campers[0], "true"])  # the same person again, opted out this time
+    with pytest.raises(ConfigurationError, match=r"more than one record for 1 member\(s\) on 'user_token'") as error:
+        export_audience(pipeline, "campers", output_dir=tmp_path / "out", customers=path)
+    assert repr(campers[0]) in str(error.value)
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("crm_dupes")
+        client.execute_sql(f"CREATE TABLE {table} AS SELECT * FROM read_csv_auto('{path}', all_varchar=true)")
+    with pytest.raises(ConfigurationError, match="more than one record"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "out", customers_table="crm_dupes")
+    assert not list((tmp_path / "out").glob("*"))

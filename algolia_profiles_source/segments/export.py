@@ -10,7 +10,7 @@ output directory, an existing file is never overwritten silently, and the file a
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Union
@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from ..exceptions import ConfigurationError
 from .build import pipeline_target
-from .compiler import MEMBERS
+from .compiler import MEMBERS, SIZES
 from .definitions import COLUMN_NAME, TABLE_NAME, _did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
@@ -74,6 +74,7 @@ def export_audience(
         table = members
     if customers is not None or customers_table is not None:
         result.joined = True
+        _require_one_record_per_member(table, customers_table or str(customers), customer_key)
         table, result.unmatched, result.opted_out = _apply_customer_rules(
             table, customer_key, opt_out_column, keep_unmatched
         )
@@ -101,8 +102,9 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
     with pipeline.sql_client() as client:
         target = pipeline_target(pipeline, client)
         try:
+            # the last build's sizes list every audience it built, also one with no members
             segments = [r[0] for r in client.execute_sql(
-                exp.select("segment").distinct().from_(target.table(MEMBERS)).sql(target.dialect)
+                exp.select("segment").distinct().from_(target.table(SIZES)).sql(target.dialect)
             )]
         except Exception:  # no build yet: the table does not exist
             segments = []
@@ -174,6 +176,20 @@ def _join_file(members: pa.Table, path: Path, key: str) -> pa.Table:
     return joined.sort_by([("score", "descending"), ("user_id", "ascending")])
 
 
+def _require_one_record_per_member(table: pa.Table, customers: str, key: str) -> None:
+    """A member with two customer records would be exported twice, and an opt-out in one of them
+    could be outvoted by the other: the customer key must be unique among the members' records."""
+    counts = pc.value_counts(table["user_id"])
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        examples = ", ".join(repr(v) for v in sorted(repeated.to_pylist())[:3])
+        raise ConfigurationError(
+            f"customers {customers!r} has more than one record for {len(repeated):,} member(s) on"
+            f" {key!r} (e.g. {examples}): keep one record per customer (deduplicate the file or"
+            " table), so that each member is exported once and its opt-out is unambiguous"
+        )
+
+
 def _apply_customer_rules(table: pa.Table, key: str, opt_out_column: Optional[str], keep_unmatched: bool):
     matched = table["_matched"]
     unmatched = int(pc.sum(pc.invert(matched)).as_py() or 0)
@@ -192,8 +208,10 @@ def _apply_customer_rules(table: pa.Table, key: str, opt_out_column: Optional[st
 
 
 def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
+    # created as any new file is (0666 less the umask): mkstemp's 0600 would hide the export from
+    # the jobs and people it is for
+    temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    open(temp, "xb").close()
     try:
         if fmt == "csv":
             pa_csv.write_csv(table, temp)
