@@ -21,6 +21,7 @@ __all__ = [
     "ResponseFormatError",
     "PaginationError",
     "PipelineBusyError",
+    "DatabaseBusyError",
 ]
 
 
@@ -62,3 +63,7 @@ class PaginationError(ApiError):
 
 class PipelineBusyError(AlgoliaProfilesError):
     """Another load of the same pipeline is running; its state must not be written twice."""
+
+
+class DatabaseBusyError(AlgoliaProfilesError):
+    """The DuckDB file is held by another process (DuckDB lets one process at a time write to a file)."""

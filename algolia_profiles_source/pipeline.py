@@ -6,10 +6,11 @@ import fcntl
 import logging
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 
 import dlt
 from dlt.common.destination.exceptions import UnknownDestinationModule
@@ -17,7 +18,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import algolia_profiles
-from .exceptions import ApiError, ConfigurationError, PipelineBusyError
+from .exceptions import ApiError, ConfigurationError, DatabaseBusyError, PipelineBusyError
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def load_profiles(
         if pipeline.has_pending_data:
             # a failed or killed run left a package: dlt finishes it and would ignore new data
             logger.warning("finishing the load package a previous run left pending")
-            pipeline.run()
+            waiting_for_duckdb_lock(pipeline.run)
         load_info = run_source(pipeline, source)
         run = last_run(pipeline)
         if run.get("load_id") not in load_info.loads_ids:
@@ -134,13 +135,15 @@ def load_profiles(
                 "the run did not load a new walk (dlt only finished pending packages); run again"
             )
         if reconcile:
-            result = mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
+            result = waiting_for_duckdb_lock(
+                lambda: mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
+            )
             run["deleted"] = result.deleted
     return LoadResult(
         pipeline=pipeline,
         load_info=load_info,
         run=run,
-        row_counts=row_counts(pipeline),
+        row_counts=waiting_for_duckdb_lock(lambda: row_counts(pipeline)),
     )
 
 
@@ -187,27 +190,79 @@ def drop_leftover_extracted_packages(pipeline: Any) -> None:
             shutil.rmtree(package, ignore_errors=True)
 
 
+T = TypeVar("T")
+
+# DuckDB lets one process at a time open a file for writing. A `status` or `segments` command run
+# during a load holds the file for a second or so: the load waits for it instead of failing.
+DUCKDB_LOCK_WAIT_SECONDS = 120.0
+_LOCK_MESSAGE = "Could not set lock on file"
+
+
+def duckdb_lock_conflict(error: BaseException) -> Optional[str]:
+    """DuckDB's message when ``error`` (or its cause) is a conflicting lock on a DuckDB file."""
+    seen = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ == "IOException" and _LOCK_MESSAGE in str(current):
+            return str(current).split(". See also", 1)[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def waiting_for_duckdb_lock(call: Callable[[], T], seconds: Optional[float] = None) -> T:
+    """``call()``, repeated while another process holds the DuckDB file, for up to ``seconds``
+    (default :data:`DUCKDB_LOCK_WAIT_SECONDS`).
+
+    Only for steps that are safe to repeat after failing to connect (dlt's load resumes its
+    package; reads). Raises :class:`DatabaseBusyError` when the file stays held.
+    """
+    seconds = DUCKDB_LOCK_WAIT_SECONDS if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - re-raised unless it is a lock conflict
+            conflict = duckdb_lock_conflict(error)
+            if conflict is None:
+                raise
+            if time.monotonic() + delay > deadline:
+                raise DatabaseBusyError(busy_message(conflict, seconds)) from None
+            logger.info("the DuckDB file is held by another process, waiting: %s", conflict)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def busy_message(conflict: str, waited: float = 0) -> str:
+    waited_for = f" for {waited:.0f} s" if waited else ""
+    return (
+        f"the DuckDB file is in use by another process{waited_for} ({conflict.removeprefix('IO Error: ')}):"
+        " a load or another command is running on it; run this again when it has finished"
+    )
+
+
 def run_source(pipeline: Any, source: Any) -> LoadInfo:
     """``pipeline.run(source)`` in its three steps, so that the load of an initial export into DuckDB
     runs with DuckDB's memory bounded (:func:`bounded_initial_load`)."""
     create_duckdb_file(pipeline)  # before anything connects: DuckDB picks a file's format when it creates it
     if pipeline.config.restore_from_destination:
-        pipeline.sync_destination()
+        waiting_for_duckdb_lock(pipeline.sync_destination)
     pipeline.extract(source)
     pipeline.normalize()
     run = last_run(pipeline)
     if not (run.get("initial") and run.get("load_id") in pipeline.list_normalized_load_packages()):
-        return pipeline.load()
+        return waiting_for_duckdb_lock(pipeline.load)
     with bounded_initial_load(pipeline) as bounded:
         try:
-            return pipeline.load()
+            return waiting_for_duckdb_lock(pipeline.load)
         except PipelineStepFailed as error:
             if not (bounded and _out_of_memory(error)):
                 raise
             failure = error
     # the jobs that completed stay loaded: dlt runs the ones left
     logger.warning("the bounded load ran out of memory (%s); loading again with DuckDB's defaults", failure)
-    return pipeline.load()
+    return waiting_for_duckdb_lock(pipeline.load)
 
 
 # DuckDB writes a new file in the storage format of DuckDB 0.10 unless told otherwise. The format of

@@ -334,3 +334,91 @@ def test_another_application_into_the_same_pipeline_is_refused_before_any_reques
     assert_warehouse_equals_emulator(pipeline, emulator)
     run(pipeline, emulator, page_size=50)  # the pipeline's own application still loads
     assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+class _LockHolder:
+    """Another process holding a DuckDB file open (as `status` or a DuckDB shell does) until released."""
+
+    def __init__(self, path):
+        code = ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True);"
+                " sys.stdin.readline(); c.close()")
+        self.process = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "locked"  # blocks until the file is held
+
+    def release(self):
+        if self.process.poll() is None:
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            self.process.wait(timeout=30)
+
+
+def test_a_load_waits_for_another_process_holding_the_duckdb_file(emulator, pipeline_factory, monkeypatch):
+    import algolia_profiles_source.pipeline as pipeline_module
+    from algolia_profiles_source.exceptions import DatabaseBusyError
+    from tests.conftest import assert_warehouse_equals_emulator
+
+    pipeline = pipeline_factory()
+    run(pipeline, emulator, page_size=50)
+    emulator.store.upsert({"userID": "new-user", "type": "basic", "affinities": [
+        {"name": "category", "value": "Camping", "score": 12, "indices": ["products_en_US"]}]})
+    path = pipeline.destination_client().config.credentials.database
+
+    # held for longer than the load waits: a clear error, and nothing is lost
+    monkeypatch.setattr(pipeline_module, "DUCKDB_LOCK_WAIT_SECONDS", 0.3)
+    holder = _LockHolder(path)
+    try:
+        with pytest.raises(DatabaseBusyError, match="in use by another process"):
+            run(pipeline, emulator, page_size=50)
+    finally:
+        holder.release()
+    run(pipeline, emulator, page_size=50)  # finishes the package the failed load left
+    assert_warehouse_equals_emulator(pipeline, emulator)
+
+    # held briefly (a `status` during the load): the load waits, then succeeds
+    monkeypatch.setattr(pipeline_module, "DUCKDB_LOCK_WAIT_SECONDS", 60)
+    emulator.store.upsert({"userID": "another-user", "type": "basic", "affinities": []})
+    waiting = threading.Event()
+
+    class Waiting(logging.Handler):
+        def emit(self, record):
+            if "held by another process" in record.getMessage():
+                waiting.set()
+
+    handler = Waiting()
+    logger = logging.getLogger("algolia_profiles_source.pipeline")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    holder = _LockHolder(path)
+    try:
+        result = {}
+        loader = threading.Thread(target=lambda: result.setdefault("info", run(pipeline, emulator, page_size=50)))
+        loader.start()
+        assert waiting.wait(timeout=60)
+        holder.release()
+        loader.join(timeout=120)
+    finally:
+        holder.release()
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert "info" in result
+    assert_warehouse_equals_emulator(pipeline, emulator)
+
+
+def test_a_command_on_a_duckdb_file_held_by_a_load_says_so(emulator, tmp_path):
+    env = {
+        "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+        "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+        "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url,
+    }
+    assert _cli(["load", "--dir", "d"], tmp_path, env).returncode == 0
+    holder = _LockHolder(tmp_path / "d" / "algolia_profiles.duckdb")
+    try:
+        busy = _cli(["status", "--dir", "d"], tmp_path, env)
+    finally:
+        holder.release()
+    assert busy.returncode == 1
+    assert "in use by another process" in busy.stderr and "run this again" in busy.stderr
+    assert "DestinationConnectionError" not in busy.stderr and "internet connection" not in busy.stderr
+    assert _cli(["status", "--dir", "d"], tmp_path, env).returncode == 0
