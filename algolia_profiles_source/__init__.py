@@ -247,6 +247,13 @@ def _profiles(
         else:
             start_after = cursor - overlap
     params = query.params(start_after=start_after)
+    if start_after is not None and query.start_date is not None and start_after > query.start_date:
+        logger.warning(
+            "start_date %s is before this pipeline's cursor: the run reads from the cursor (%s)."
+            " To read earlier profiles again, load a backfill window: start_date with end_date"
+            " (it does not move the cursor)",
+            format_rfc3339(query.start_date), params["startDate"],
+        )
     started = datetime.now(timezone.utc)
     logger.info("reading %s%s with %s", client.base_url, settings.USERS_PATH, params)
 

@@ -99,7 +99,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
 @click.option("--base-url", default=None, help="Override the API host [config: sources.algolia_profiles.base_url / env SOURCES__ALGOLIA_PROFILES__BASE_URL].")
 @click.option("--indices", multiple=True, help="Only users with affinities on all these indices, repeatable [config: sources.algolia_profiles.indices / env SOURCES__ALGOLIA_PROFILES__INDICES].")
 @click.option("--affinity", multiple=True, help="Only users matching all of these, name or name:value, repeatable [config: sources.algolia_profiles.affinity / env SOURCES__ALGOLIA_PROFILES__AFFINITY].")
-@click.option("--start-date", default=None, help="Only profiles updated after this RFC 3339 instant [config: sources.algolia_profiles.start_date / env SOURCES__ALGOLIA_PROFILES__START_DATE].")
+@click.option("--start-date", default=None, help="Only profiles updated after this RFC 3339 instant; a later run starts from its cursor if that is later (use --end-date too for a backfill) [config: sources.algolia_profiles.start_date / env SOURCES__ALGOLIA_PROFILES__START_DATE].")
 @click.option("--end-date", default=None, help="Only profiles updated before this instant: a backfill window, the cursor is not moved [config: sources.algolia_profiles.end_date / env SOURCES__ALGOLIA_PROFILES__END_DATE].")
 @click.option("--page-size", type=int, default=None, help="Profiles per request, 1..1000 [config: sources.algolia_profiles.page_size / env SOURCES__ALGOLIA_PROFILES__PAGE_SIZE; default 1000].")
 @click.option("--reconcile", is_flag=True, help="Walk every profile and mark the ones gone from Algolia as deleted (run it daily).")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -310,3 +312,16 @@ def test_max_pages_caps_the_whole_run_also_with_windows(emulator_factory, pipeli
     emu = emulator_factory(n_users=400)
     with pytest.raises(Exception, match="max_pages=3"):
         run(pipeline_factory(), emu, page_size=10, max_pages=3, concurrency=4)
+
+
+def test_a_start_date_before_the_cursor_is_reported_not_silently_ignored(emulator_factory, pipeline_factory, caplog):
+    emu = emulator_factory(n_users=100)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=50)
+    emu.clear_requests()
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source"):
+        run(pipeline, emu, page_size=50, start_date="2020-01-01T00:00:00Z")
+    starts = {call.params.get("startDate") for call in api_calls(emu)}
+    assert len(starts) == 1 and "2020-01-01T00:00:00Z" not in starts  # the cursor, which is later
+    warning = [r.getMessage() for r in caplog.records if "before this pipeline's cursor" in r.getMessage()]
+    assert warning and "2020-01-01T00:00:00Z" in warning[0] and "end_date" in warning[0]
