@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import math
 from collections import Counter
 from datetime import datetime, timedelta, timezone
