@@ -451,8 +451,8 @@ def _errors_as_exit_codes() -> Iterator[None]:
     """Prints the first error of ours (or dlt's config error) and exits 1 or 2; no traceback."""
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
-        raise
+    except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError):
+        raise  # click stops quietly on a closed pipe (`segments sql | head`)
     except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
         if os.environ.get("ALGOLIA_PROFILES_TRACEBACK"):
             traceback.print_exc()

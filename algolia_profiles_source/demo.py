@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from .emulator import Emulator
-from .pipeline import load_profiles, make_pipeline
+from .exceptions import ConfigurationError
+from .pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline
 from .segments import build_segments
 from .segments.export import export_audience
 
@@ -67,9 +69,33 @@ def simulate_changes(emu: Emulator) -> int:
     return changed
 
 
+# written into the demo's folder, so that a second demo there can start over safely
+MARKER = ".algolia_profiles_demo"
+
+
+def start_over(directory: Path, echo: Callable[[str], None]) -> None:
+    """Removes a previous demo's database and pipeline state from ``directory`` (a demo run twice
+    would otherwise find its cursor and load nothing). Refuses a folder that holds another pipeline."""
+    database = directory / f"{DEFAULT_PIPELINE_NAME}.duckdb"
+    state = directory / "pipelines" / DEFAULT_PIPELINE_NAME
+    if not (database.exists() or state.exists()):
+        return
+    if not (directory / MARKER).exists():
+        raise ConfigurationError(
+            f"{str(directory)!r} already holds a pipeline {DEFAULT_PIPELINE_NAME!r} that the demo did"
+            " not create: run the demo with another --dir (the demo starts over in its own folder)"
+        )
+    echo(f"Starting over in {directory}: the previous demo's database and pipeline state are replaced")
+    for path in (database, directory / f"{database.name}.wal"):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], None]) -> Dict[str, Any]:
     """Runs the whole demo in ``directory``; returns paths and counts for the caller to print."""
     directory.mkdir(parents=True, exist_ok=True)
+    start_over(directory, echo)
+    (directory / MARKER).touch()
     with Emulator(n_users=n_users, seed=seed, app_id=DEMO_APP_ID, api_key=DEMO_API_KEY) as emu:
         echo(f"Emulator serving {len(emu.store)} synthetic profiles at {emu.base_url}")
         pipeline = make_pipeline(workdir=str(directory))

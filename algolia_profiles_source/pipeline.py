@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 import dlt
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
-from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.pipeline.exceptions import InvalidPipelineName, PipelineStepFailed
 
 from . import algolia_profiles
 from .exceptions import ApiError, ConfigurationError, DatabaseBusyError, PipelineBusyError
@@ -101,6 +101,11 @@ def make_pipeline(
         # before any command connects: DuckDB picks a file's format when it creates the file
         create_duckdb_file(pipeline)
         return pipeline
+    except InvalidPipelineName:
+        raise ConfigurationError(
+            f"pipeline name {pipeline_name!r} is not valid: it names a folder, so use letters, digits"
+            " and underscores only (no path separators or dots)"
+        ) from None
     except UnknownDestinationModule as error:
         raise ConfigurationError(
             f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"

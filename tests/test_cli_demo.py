@@ -53,6 +53,28 @@ def test_demo_loads_then_loads_changes_incrementally(tmp_path):
         ).fetchone()[0]
     assert changed == 2  # the second load rewrote only the changed users
 
+    # run again in the same folder: the demo starts over instead of finding its cursor
+    again = subprocess.run(
+        [sys.executable, "-m", "algolia_profiles_source.cli", "demo", "--users", "200", "--dir", str(out)],
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "Starting over in" in again.stdout and "Full load: 200 profiles" in again.stdout
+    with duckdb.connect(str(out / "algolia_profiles.duckdb"), read_only=True) as db:
+        assert db.sql("SELECT count(*) FROM algolia.users").fetchone()[0] == 200
+
+
+def test_the_demo_does_not_start_over_in_a_folder_it_did_not_create(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "algolia_profiles.duckdb").write_bytes(b"precious")
+    done = subprocess.run(
+        [sys.executable, "-m", "algolia_profiles_source.cli", "demo", "--users", "50", "--dir", str(folder)],
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2 and "did not create" in done.stderr
+    assert (folder / "algolia_profiles.duckdb").read_bytes() == b"precious"
+
 
 def test_example_pipelines_run_against_the_emulator(tmp_path):
     done = subprocess.run(

@@ -422,3 +422,21 @@ def test_a_command_on_a_duckdb_file_held_by_a_load_says_so(emulator, tmp_path):
     assert "in use by another process" in busy.stderr and "run this again" in busy.stderr
     assert "DestinationConnectionError" not in busy.stderr and "internet connection" not in busy.stderr
     assert _cli(["status", "--dir", "d"], tmp_path, env).returncode == 0
+
+
+def test_a_pipeline_name_that_is_a_path_and_a_closed_pipe_are_handled(tmp_path):
+    bad = _cli(["status", "--pipeline-name", "../evil", "--dir", "d"], tmp_path, {})
+    assert bad.returncode == 2 and "pipeline name '../evil' is not valid" in bad.stderr
+    assert not (tmp_path / "evil.duckdb").exists()
+
+    audiences = Path(__file__).resolve().parents[1] / "algolia_profiles_source/segments/examples/audiences.toml"
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "algolia_profiles_source.cli", "segments", "sql", "--file", str(audiences)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "DLT_DATA_DIR": str(tmp_path / "dlt_data")},
+    )
+    reader.stdout.read(10)
+    reader.stdout.close()  # as `| head -c 10` does
+    stderr = reader.stderr.read().decode()
+    reader.wait(timeout=60)
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
