@@ -143,6 +143,7 @@ def load(
             f"Loaded {run.get('profiles', 0)} profiles in {run.get('pages', 0)} pages"
             f" ({run.get('requests', 0)} requests, {run.get('retries', 0)} retries,"
             f" {run.get('throttled', 0)} throttled) into {destination}:{dataset_name}"
+            + (f" ({result.database})" if result.database else "")
         )
         if reconcile:
             click.echo(f"Reconcile: {run.get('deleted', 0):,} profiles gone from Algolia marked deleted")
@@ -398,6 +399,8 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
             return
         run = info["last_run"]
         click.echo(f"pipeline {info['pipeline']} -> {info['destination']}:{info['dataset']} ({info['working_dir']})")
+        if info["database"]:
+            click.echo(f"database: {info['database']}")
         if not run:
             click.echo("no load yet: run `algolia-profiles load` (or the demo)")
             return

@@ -36,6 +36,11 @@ class LoadResult:
     run: Dict[str, Any] = field(default_factory=dict)
     row_counts: Dict[str, int] = field(default_factory=dict)
 
+    @property
+    def database(self) -> Optional[str]:
+        """The DuckDB file loaded into (None for other destinations)."""
+        return duckdb_path(self.pipeline)
+
 
 def duckdb_credentials(path: str, pipeline_name: Optional[str] = None) -> Any:
     """Credentials of the DuckDB file ``path``, with every other setting (``global_config``,
@@ -286,14 +291,10 @@ def create_duckdb_file(pipeline: Any) -> Optional[str]:
     """
     import duckdb
 
-    destination = pipeline.destination
-    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+    path = duckdb_path(pipeline)
+    if path is None or os.path.exists(path):
         return None
-    # the path dlt will open (a relative path resolved as dlt resolves it); resolving does not connect
     credentials = pipeline.destination_client().config.credentials
-    path = credentials.database
-    if not isinstance(path, str) or path.startswith(":") or os.path.exists(path):
-        return None
     version = (credentials.global_config or {}).get("storage_compatibility_version", DUCKDB_STORAGE_VERSION)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     duckdb.connect(path, config={"storage_compatibility_version": version}).close()
@@ -351,6 +352,27 @@ def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
         with pipeline.sql_client() as client:
             for key in changed:
                 client.execute_sql(f"RESET GLOBAL {key}")
+
+
+def duckdb_path(pipeline: Any) -> Optional[str]:
+    """The DuckDB file a DuckDB pipeline writes to (resolved as dlt resolves it, without connecting).
+
+    Without an explicit path, dlt puts it in the folder of the pipeline's first run and keeps
+    using that file from any folder, so commands print it.
+    """
+    destination = pipeline.destination
+    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+        return None
+    path = pipeline.destination_client().config.credentials.database
+    return path if isinstance(path, str) and not path.startswith(":") else None
+
+
+def restore_state(pipeline: Any) -> None:
+    """Fetches the state and schemas a load stored in the destination when the pipeline's folder has
+    none (a fresh CI runner, a wiped folder), as a load does before it runs; otherwise does nothing."""
+    if pipeline.default_schema_name or not pipeline.config.restore_from_destination:
+        return
+    pipeline.sync_destination()
 
 
 def last_run(pipeline: Any) -> Dict[str, Any]:

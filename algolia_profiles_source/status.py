@@ -12,7 +12,7 @@ import dlt
 
 from . import settings
 from .exceptions import AlgoliaProfilesError, ConfigurationError
-from .pipeline import last_run, row_counts
+from .pipeline import duckdb_path, last_run, restore_state, row_counts
 from .query import build_query, parse_datetime
 
 RECONCILE_EVERY = timedelta(days=1)
@@ -20,6 +20,7 @@ RECONCILE_EVERY = timedelta(days=1)
 
 def status(pipeline: Any) -> Dict[str, Any]:
     """The last load, the cursor, row counts, audiences and whether a reconcile is due."""
+    restore_state(pipeline)
     resources = (pipeline.state or {}).get("sources", {}).get("algolia_profiles", {}).get("resources", {})
     profiles_state = resources.get("profiles", {})
     run = last_run(pipeline)
@@ -28,6 +29,7 @@ def status(pipeline: Any) -> Dict[str, Any]:
         "destination": getattr(pipeline.destination, "destination_name", None),
         "dataset": pipeline.dataset_name,
         "working_dir": pipeline.working_dir,
+        "database": duckdb_path(pipeline),
         "pending_packages": bool(pipeline.has_pending_data),
         "last_run": run,
         "cursor": profiles_state.get("last_updated_at"),

@@ -83,6 +83,7 @@ class ReplayClient:
     """Stands in for ProfilesClient: yields recorded pages, parsed as the session parses them."""
 
     base_url = "replay://"
+    application_id = "recorded-pages"
     governor = None  # no pacing: recorded pages
 
     def __init__(self, path: Path) -> None:

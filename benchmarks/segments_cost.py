@@ -40,6 +40,7 @@ class StoreClient:
     """Stands in for ProfilesClient: pages straight from the emulator's store."""
 
     base_url = "store://"
+    application_id = "emulator-store"
     governor = None  # no pacing: pages come from memory
     stats: Dict[str, int] = {}
 

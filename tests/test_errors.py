@@ -309,6 +309,13 @@ def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gon
     export = _cli(["export", "kids_shoppers", "--dir", str(work), "--output-dir", str(tmp_path / "out")], tmp_path, good)
     assert export.returncode == 0, export.stderr
     assert list((tmp_path / "out").glob("kids_shoppers.*"))
+    # status and a build restore the state from the destination, as a load does
+    shutil.rmtree(work / "pipelines")
+    shown = _cli(["status", "--dir", str(work)], tmp_path, good)
+    assert shown.returncode == 0 and "last load:" in shown.stdout and "no load yet" not in shown.stdout
+    shutil.rmtree(work / "pipelines")
+    build = _cli(["segments", "build", "--dir", str(work)], tmp_path, good)
+    assert build.returncode == 0 and "kids_shoppers" in build.stdout, build.stderr
 
 
 def test_another_application_into_the_same_pipeline_is_refused_before_any_request(emulator, pipeline_factory):

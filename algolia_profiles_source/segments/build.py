@@ -166,6 +166,9 @@ def _run(client: Any, target: Target, statements: Sequence[Statement]) -> int:
 
 
 def _require_profiles(pipeline: Any) -> None:
+    from ..pipeline import restore_state
+
+    restore_state(pipeline)  # a runner without the pipeline's folder still builds
     tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
     if USERS not in tables or AFFINITIES not in tables:
         raise ConfigurationError(
