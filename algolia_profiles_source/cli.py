@@ -470,6 +470,11 @@ def _errors_as_exit_codes() -> Iterator[None]:
             code = EXIT_USAGE if isinstance(ours, ConfigurationError) else EXIT_FAILED
             click.echo(f"error: {ours}", err=True)
             raise SystemExit(code) from None
+        unwritable = _unwritable_location(error) if ours is None else None
+        if unwritable is not None:
+            click.echo(f"error: {unwritable}: choose a location you can write to (--dir, --output-dir or"
+                       " --output)", err=True)
+            raise SystemExit(EXIT_USAGE) from None
         from dlt.common.configuration.exceptions import ConfigurationException
 
         config_error = _find(error, ConfigurationException)
@@ -480,7 +485,17 @@ def _errors_as_exit_codes() -> Iterator[None]:
         raise SystemExit(EXIT_FAILED) from None
 
 
-def _find(error: BaseException, kind: type) -> Optional[BaseException]:
+def _unwritable_location(error: BaseException) -> Optional[str]:
+    """What is wrong when ``error`` comes from a path that cannot be created or written."""
+    denied = _find(error, (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError))
+    if isinstance(denied, OSError):
+        return f"cannot use {denied.filename!r}: {denied.strerror}" if denied.filename else str(denied)
+    duck = _find(error, Exception, lambda e: type(e).__name__ == "IOException" and (
+        "Cannot open file" in str(e) or "Permission denied" in str(e)))
+    return str(duck).removeprefix("IO Error: ") if duck is not None else None
+
+
+def _find(error: BaseException, kind: Any, accept: Any = None) -> Optional[BaseException]:
     seen = set()
     stack = [error]
     while stack:
@@ -488,7 +503,7 @@ def _find(error: BaseException, kind: type) -> Optional[BaseException]:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, kind):
+        if isinstance(current, kind) and (accept is None or accept(current)):
             return current
         stack.extend([current.__cause__, current.__context__, getattr(current, "exception", None)])
     return None

@@ -172,6 +172,11 @@ def _names(value: Any, name: str) -> Tuple[str, ...]:
         if not isinstance(item, str) or not item.strip():
             raise ConfigurationError(f"{name} must be a list of non-empty strings, got {value!r}")
         if "," in item:
+            if name == "indices":  # index names have no commas: several were joined into one item
+                raise ConfigurationError(
+                    f"indices item {item!r} contains a comma: give one index per item (repeat"
+                    " --indices, or a list in sources.algolia_profiles.indices)"
+                )
             raise ConfigurationError(
                 f"{name} item {item!r} contains a comma: the API joins list items with commas, so"
                 " such a value cannot be sent as a filter; filter on the attribute name alone and"

@@ -48,6 +48,7 @@ def find(error, kind):
         ({"api_key": ""}, "api_key is empty"),
         ({"application_id": "  "}, "application_id is empty"),
         ({"affinity": ["category:Tents, Tarps"]}, "contains a comma"),
+        ({"indices": ["products_en_US,products_fr_FR"]}, "give one index per item (repeat --indices"),
         ({"max_share": 0}, "max_share"),
     ],
 )
@@ -447,3 +448,13 @@ def test_a_pipeline_name_that_is_a_path_and_a_closed_pipe_are_handled(tmp_path):
     stderr = reader.stderr.read().decode()
     reader.wait(timeout=60)
     assert "BrokenPipeError" not in stderr and "Traceback" not in stderr
+
+
+def test_a_location_that_cannot_be_written_is_a_usage_error(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for args in (["status", "--dir", "a_file/work"], ["load", "--dir", "a_file/work"]):
+        done = _cli(args, tmp_path, {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+                                     "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY})
+        assert done.returncode == 2, done.stderr
+        assert "cannot use 'a_file/work': Not a directory" in done.stderr
+        assert "choose a location you can write to" in done.stderr and "Traceback" not in done.stderr
