@@ -2,7 +2,9 @@
 
 Building Python dicts for a page (orjson) and then converting them to Arrow took three quarters of
 the local cost of an export. Arrow's C++ JSON reader builds the columns directly, without a single
-Python object per field, in about half the time orjson alone needs. A body that does not fit the
+Python object per field, in about the time orjson alone needs to build the dicts (half of it on
+some days; the same on the benchmark's pages with escaped and non-ASCII values), leaving nothing to
+convert. A body that does not fit the
 documented types (a score sent as a string, a profile that is not an object) is parsed again with
 orjson into dicts, and :func:`.transform.page_to_tables` quarantines the records that break the
 shape one by one. A body orjson cannot read (not JSON, or not UTF-8) is malformed (the session
