@@ -7,11 +7,12 @@ file and the export), so the commands it prints next work on it as they are.
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from .emulator import Emulator
 from .exceptions import ConfigurationError
@@ -69,21 +70,19 @@ def simulate_changes(emu: Emulator) -> int:
     return changed
 
 
-# written into the demo's folder, so that a second demo there can start over safely
-MARKER = ".algolia_profiles_demo"
-
-
 def start_over(directory: Path, echo: Callable[[str], None]) -> None:
     """Removes a previous demo's database and pipeline state from ``directory`` (a demo run twice
-    would otherwise find its cursor and load nothing). Refuses a folder that holds another pipeline."""
+    would otherwise find its cursor and load nothing). Refuses a folder whose pipeline did not load
+    the demo's application: that may be real data."""
     database = directory / f"{DEFAULT_PIPELINE_NAME}.duckdb"
     state = directory / "pipelines" / DEFAULT_PIPELINE_NAME
     if not (database.exists() or state.exists()):
         return
-    if not (directory / MARKER).exists():
+    if _loaded_application(state / "state.json") != DEMO_APP_ID:
         raise ConfigurationError(
-            f"{str(directory)!r} already holds a pipeline {DEFAULT_PIPELINE_NAME!r} that the demo did"
-            " not create: run the demo with another --dir (the demo starts over in its own folder)"
+            f"{str(directory)!r} already holds a pipeline {DEFAULT_PIPELINE_NAME!r} that did not load"
+            " the demo's emulator: run the demo with another --dir (a demo folder made by an older"
+            " version: delete it first)"
         )
     echo(f"Starting over in {directory}: the previous demo's database and pipeline state are replaced")
     for path in (database, directory / f"{database.name}.wal"):
@@ -91,11 +90,19 @@ def start_over(directory: Path, echo: Callable[[str], None]) -> None:
     shutil.rmtree(state, ignore_errors=True)
 
 
+def _loaded_application(state_file: Path) -> Optional[str]:
+    """The application whose profiles the pipeline state in ``state_file`` holds, if it says."""
+    try:
+        state = json.loads(state_file.read_text())
+        return state["sources"]["algolia_profiles"]["resources"]["profiles"]["application_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], None]) -> Dict[str, Any]:
     """Runs the whole demo in ``directory``; returns paths and counts for the caller to print."""
     directory.mkdir(parents=True, exist_ok=True)
     start_over(directory, echo)
-    (directory / MARKER).touch()
     with Emulator(n_users=n_users, seed=seed, app_id=DEMO_APP_ID, api_key=DEMO_API_KEY) as emu:
         echo(f"Emulator serving {len(emu.store)} synthetic profiles at {emu.base_url}")
         pipeline = make_pipeline(workdir=str(directory))

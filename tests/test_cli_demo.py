@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,16 +65,36 @@ def test_demo_loads_then_loads_changes_incrementally(tmp_path):
         assert db.sql("SELECT count(*) FROM algolia.users").fetchone()[0] == 200
 
 
-def test_the_demo_does_not_start_over_in_a_folder_it_did_not_create(tmp_path):
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "algolia_profiles.duckdb").write_bytes(b"precious")
-    done = subprocess.run(
-        [sys.executable, "-m", "algolia_profiles_source.cli", "demo", "--users", "50", "--dir", str(folder)],
-        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 2 and "did not create" in done.stderr
-    assert (folder / "algolia_profiles.duckdb").read_bytes() == b"precious"
+def test_the_demo_does_not_start_over_on_a_pipeline_of_another_application(tmp_path, emulator):
+    from tests.conftest import API_KEY, APP_ID
+
+    def demo(folder):
+        return subprocess.run(
+            [sys.executable, "-m", "algolia_profiles_source.cli", "demo", "--users", "50", "--dir", str(folder)],
+            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+        )
+
+    unknown = tmp_path / "unknown"
+    unknown.mkdir()
+    (unknown / "algolia_profiles.duckdb").write_bytes(b"precious")  # no state says whose it is
+    done = demo(unknown)
+    assert done.returncode == 2 and "did not load the demo's emulator" in done.stderr
+    assert (unknown / "algolia_profiles.duckdb").read_bytes() == b"precious"
+
+    # a real application loaded where a demo ran before
+    project = tmp_path / "project"
+    assert demo(project).returncode == 0
+    (project / "algolia_profiles.duckdb").unlink()
+    shutil.rmtree(project / "pipelines")
+    env = {**_env(tmp_path), "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+           "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY, "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
+    loaded = subprocess.run([sys.executable, "-m", "algolia_profiles_source.cli", "load", "--dir", str(project)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    again = demo(project)
+    assert again.returncode == 2 and "did not load the demo's emulator" in again.stderr
+    with duckdb.connect(str(project / "algolia_profiles.duckdb"), read_only=True) as db:
+        assert db.sql("SELECT count(*) FROM algolia.users").fetchone()[0] == len(emulator.store)
 
 
 def test_example_pipelines_run_against_the_emulator(tmp_path):
