@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
 import dlt
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
-from dlt.pipeline.exceptions import InvalidPipelineName, PipelineStepFailed
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from . import algolia_profiles
 from .exceptions import ApiError, ConfigurationError, DatabaseBusyError, PipelineBusyError
@@ -74,10 +74,18 @@ def make_pipeline(
 
     ``workdir`` keeps everything in one folder: the pipeline's working files in ``workdir/pipelines``
     and, for DuckDB, the database in ``workdir/<pipeline_name>.duckdb``. ``duckdb_path`` picks the
-    DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``,
-    ``./<pipeline_name>.duckdb``). A DuckDB file that does not exist yet is created here
-    (:func:`create_duckdb_file`).
+    DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``, and
+    ``<pipeline_name>.duckdb`` in the folder of the pipeline's first run). A DuckDB file that does
+    not exist yet is created here (:func:`create_duckdb_file`).
     """
+    from dlt.common.schema.utils import is_valid_schema_name
+
+    if not isinstance(pipeline_name, str) or not is_valid_schema_name(pipeline_name):
+        # dlt names the pipeline's folder and its schema after it: refuse before creating either
+        raise ConfigurationError(
+            f"pipeline name {pipeline_name!r} is not valid: use letters, digits and underscores only,"
+            " not starting with a digit (at most 64 characters), e.g. algolia_profiles_eu"
+        )
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
@@ -106,11 +114,6 @@ def make_pipeline(
         # before any command connects: DuckDB picks a file's format when it creates the file
         create_duckdb_file(pipeline)
         return pipeline
-    except InvalidPipelineName:
-        raise ConfigurationError(
-            f"pipeline name {pipeline_name!r} is not valid: it names a folder, so use letters, digits"
-            " and underscores only (no path separators or dots)"
-        ) from None
     except UnknownDestinationModule as error:
         raise ConfigurationError(
             f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"
@@ -214,6 +217,8 @@ def duckdb_lock_conflict(error: BaseException) -> Optional[str]:
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, DatabaseBusyError):  # already waited for: not to be waited for again
+            return None
         if type(current).__name__ == "IOException" and _LOCK_MESSAGE in str(current):
             return str(current).split(". See also", 1)[0]
         current = current.__cause__ or current.__context__

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,12 +63,13 @@ def mark_deleted(pipeline: Any, load_id: str, min_seen_share: float = 0.5) -> Re
             )
         missing = count(exp.and_(live, other_load))
         live_before = missing + seen
-        if seen < min_seen_share * live_before:
+        # exact: min_seen_share as written (0.07 is 7/100, not the float just above it)
+        if seen < Fraction(repr(min_seen_share)) * live_before:
             share = math.floor(seen / live_before * 100) / 100
             raise ApiError(
                 f"refusing to mark {missing:,} of {live_before:,} users deleted: the reconcile walk saw"
                 f" only {seen:,} profiles ({seen / live_before:.1%}, under min_seen_share"
-                f" {min_seen_share:.0%}). Check application_id, region and base_url; if Algolia really"
+                f" {min_seen_share * 100:g}%). Check application_id, region and base_url; if Algolia really"
                 " dropped that many profiles (a mass 90-day expiry), run the reconcile again with"
                 f" --min-seen-share {share:.2f} (load_profiles(..., min_seen_share={share:.2f}))"
             )
@@ -95,13 +97,18 @@ def check_min_seen_share(value: Any) -> float:
 def _record_reconcile(pipeline: Any, at: datetime) -> None:
     """Stores when deletions were last marked, which ``status`` reads to say whether one is due.
 
-    Only a reconcile that marked its deletions counts: a refused one leaves it due. The pipeline
-    state is saved locally now and goes to the destination with the next load.
+    Only a reconcile that marked its deletions counts: a refused one leaves it due. The state is
+    loaded into the destination at once (a small load of the state alone), so that a runner
+    without the pipeline's folder restores it.
     """
-    with pipeline.managed_state() as state:
+    from .pipeline import waiting_for_duckdb_lock
+
+    with pipeline.managed_state(extract_state=True) as state:
         source = state.setdefault("sources", {}).setdefault("algolia_profiles", {})
         profiles = source.setdefault("resources", {}).setdefault("profiles", {})
         profiles["last_reconcile_at"] = format_rfc3339(at)
+    pipeline.normalize()
+    waiting_for_duckdb_lock(pipeline.load)
 
 
 def _rejected_this_load(pipeline: Any, client: Any, dialect: str, load_id: str) -> Any:

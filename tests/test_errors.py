@@ -433,9 +433,10 @@ def test_a_command_on_a_duckdb_file_held_by_a_load_says_so(emulator, tmp_path):
 
 
 def test_a_pipeline_name_that_is_a_path_and_a_closed_pipe_are_handled(tmp_path):
-    bad = _cli(["status", "--pipeline-name", "../evil", "--dir", "d"], tmp_path, {})
-    assert bad.returncode == 2 and "pipeline name '../evil' is not valid" in bad.stderr
-    assert not (tmp_path / "evil.duckdb").exists()
+    for name in ("../evil", "a b", "Prod-EU", ""):
+        bad = _cli(["status", "--pipeline-name", name, "--dir", "d"], tmp_path, {})
+        assert bad.returncode == 2 and f"pipeline name {name!r} is not valid" in bad.stderr, bad.stderr
+    assert not (tmp_path / "evil.duckdb").exists() and not (tmp_path / "d").exists()
 
     audiences = Path(__file__).resolve().parents[1] / "algolia_profiles_source/segments/examples/audiences.toml"
     reader = subprocess.Popen(

@@ -3,6 +3,7 @@ come back if Algolia brings them back."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 
 import pytest
@@ -94,6 +95,26 @@ def test_a_walk_that_sees_too_few_profiles_deletes_nothing(emulator_factory, pip
     info = status(pipeline)
     assert datetime.fromisoformat(info["last_reconcile_at"].replace("Z", "+00:00")) >= before.replace(microsecond=0)
     assert not info["reconcile_due"]
+    # a runner without the pipeline's folder (CI) restores it from the destination
+    shutil.rmtree(pipeline.pipelines_dir)
+    fresh = pipeline_factory(pipeline.pipeline_name)
+    assert status(fresh)["last_reconcile_at"] == info["last_reconcile_at"]
+    run(fresh, emu, page_size=100)  # and the next load goes on from there
+    assert status(fresh)["last_reconcile_at"] == info["last_reconcile_at"]
+
+
+def test_the_share_the_refusal_suggests_is_accepted(emulator_factory, pipeline_factory):
+    emu = emulator_factory(n_users=93)
+    pipeline = pipeline_factory()
+    run(pipeline, emu, page_size=100)
+    small = emulator_factory(n_users=7, seed=99)  # 7 of 100 live users seen: 0.07 exactly
+    with pytest.raises(ApiError, match=r"--min-seen-share (0\.\d\d)") as refused:
+        load_profiles(pipeline, reconcile=True, **source_args(small, page_size=100))
+    import re
+
+    suggested = float(re.search(r"--min-seen-share (0\.\d\d)", str(refused.value)).group(1))
+    load_profiles(pipeline, reconcile=True, min_seen_share=suggested, **source_args(small, page_size=100))
+    assert status(pipeline)["last_reconcile_at"] is not None
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, "half", None])
