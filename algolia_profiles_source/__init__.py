@@ -247,12 +247,17 @@ def _profiles(
         else:
             start_after = cursor - overlap
     params = query.params(start_after=start_after)
-    if start_after is not None and query.start_date is not None and start_after > query.start_date:
+    # a start_date kept in config is the first run's start: only a new one, superseded, is news
+    start_date = format_rfc3339(query.start_date) if query.start_date is not None else None
+    if (
+        start_after is not None and query.start_date is not None and start_after > query.start_date
+        and start_date != state.get("start_date")
+    ):
         logger.warning(
             "start_date %s is before this pipeline's cursor: the run reads from the cursor (%s)."
             " To read earlier profiles again, load a backfill window: start_date with end_date"
             " (it does not move the cursor)",
-            format_rfc3339(query.start_date), params["startDate"],
+            start_date, params["startDate"],
         )
     started = datetime.now(timezone.utc)
     logger.info("reading %s%s with %s", client.base_url, settings.USERS_PATH, params)
@@ -327,6 +332,7 @@ def _profiles(
         newest = started
     state["application_id"] = client.application_id
     if not backfill:
+        state["start_date"] = start_date
         if newest is not None and (cursor is None or newest > cursor):
             state["last_updated_at"] = format_rfc3339(newest)
         state["filters"] = query.filters

@@ -353,10 +353,16 @@ def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
     finally:
         credentials.global_config = configured
         # global settings belong to the database instance, which another open connection in this
-        # process may keep alive after the load: put DuckDB's defaults back explicitly
-        with pipeline.sql_client() as client:
-            for key in changed:
-                client.execute_sql(f"RESET GLOBAL {key}")
+        # process may keep alive after the load: put DuckDB's defaults back explicitly. If another
+        # process holds the file now, this process has no instance of it left, nor its settings.
+        try:
+            with pipeline.sql_client() as client:
+                for key in changed:
+                    client.execute_sql(f"RESET GLOBAL {key}")
+        except Exception as error:  # noqa: BLE001 - only a lock conflict is expected here
+            if duckdb_lock_conflict(error) is None:
+                raise
+            logger.debug("not resetting the load's DuckDB settings: the file is held elsewhere")
 
 
 def duckdb_path(pipeline: Any) -> Optional[str]:

@@ -324,3 +324,9 @@ def test_a_start_date_before_the_cursor_is_reported_not_silently_ignored(emulato
     assert len(starts) == 1 and "2020-01-01T00:00:00Z" not in starts  # the cursor, which is later
     warning = [r.getMessage() for r in caplog.records if "before this pipeline's cursor" in r.getMessage()]
     assert warning and "2020-01-01T00:00:00Z" in warning[0] and "end_date" in warning[0]
+
+    # the same start_date again (kept in config for every scheduled run) is not news
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source"):
+        run(pipeline, emu, page_size=50, start_date="2020-01-01T00:00:00Z")
+    assert not [r for r in caplog.records if "before this pipeline's cursor" in r.getMessage()]
