@@ -459,3 +459,17 @@ def test_a_location_that_cannot_be_written_is_a_usage_error(tmp_path):
         assert done.returncode == 2, done.stderr
         assert "cannot use 'a_file/work': Not a directory" in done.stderr
         assert "choose a location you can write to" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_reset_after_a_bounded_load_tolerates_another_process_holding_the_file(emulator, pipeline_factory):
+    from algolia_profiles_source.pipeline import bounded_initial_load
+
+    pipeline = pipeline_factory()
+    run(pipeline, emulator, page_size=50)
+    path = pipeline.destination_client().config.credentials.database
+    with bounded_initial_load(pipeline) as bounded:
+        assert bounded
+        holder = _LockHolder(path)  # a `status` starting just after the load closed the file
+    holder.release()
+    with pipeline.sql_client() as client:  # the settings of the bound did not outlive the load
+        assert client.execute_sql("SELECT current_setting('preserve_insertion_order')")[0][0] is True
