@@ -89,7 +89,7 @@ def demo(n_users: int, seed: int, directory: str) -> None:
         f"  algolia-profiles export brand_loyalists --format parquet --dir {directory}"
         f" --customers {result['customers']} --output-dir {workdir / 'exports'}\n"
         "  algolia-profiles emulator --users 100000          # serve the emulator on :8787\n"
-        "  algolia-profiles load                             # your real Algolia app (see README)"
+        "  algolia-profiles load --dir warehouse             # your real Algolia app (see README)"
     )
 
 
