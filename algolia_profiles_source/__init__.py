@@ -325,6 +325,8 @@ def _profiles(
             seen.close()  # deletes its database file
     # the pages are in load files now: hand Arrow's cached buffers back before dlt loads them
     pa.default_memory_pool().release_unused()
+    if profiles == 0 and query.indices:
+        _hint_unknown_indices(client, query.indices)
     # Reached only after the last page: an interrupted walk leaves the cursor where it was.
     if seen is not None and newest is not None and newest > started:
         # first sighting wins: a newer version read later was dropped, and the next run must read
@@ -350,6 +352,21 @@ def _profiles(
         **{k: 0 for k in ("requests", "pages", "retries", "throttled")},
         **{k: int(v) for k, v in client.stats.items()},
     }
+
+
+def _hint_unknown_indices(client: ProfilesClient, indices: Sequence[str]) -> None:
+    """A filter on an index the application does not personalize matches nobody: say so."""
+    try:
+        configured = {index.get("index") for index in client.get_config().get("indices") or []}
+    except Exception:  # noqa: BLE001 - only a hint; the walk itself succeeded
+        return
+    unknown = [name for name in indices if name not in configured]
+    if unknown:
+        logger.warning(
+            "no profile matched: the application's personalization config has no index %s (its"
+            " indices: %s); check the names given to `indices`",
+            ", ".join(repr(name) for name in unknown), ", ".join(sorted(filter(None, configured))) or "none",
+        )
 
 
 def _check_application(state: Dict[str, Any], application_id: str) -> None:

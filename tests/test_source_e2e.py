@@ -330,3 +330,17 @@ def test_a_start_date_before_the_cursor_is_reported_not_silently_ignored(emulato
     with caplog.at_level(logging.WARNING, logger="algolia_profiles_source"):
         run(pipeline, emu, page_size=50, start_date="2020-01-01T00:00:00Z")
     assert not [r for r in caplog.records if "before this pipeline's cursor" in r.getMessage()]
+
+
+def test_an_indices_filter_on_an_index_the_application_lacks_says_so(emulator_factory, pipeline_factory, caplog):
+    emu = emulator_factory(n_users=60)
+    pipeline = pipeline_factory()
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source"):
+        result = run(pipeline, emu, page_size=50, indices=["products_en_UX"])
+    assert result.run["profiles"] == 0
+    hints = [r.getMessage() for r in caplog.records if "no profile matched" in r.getMessage()]
+    assert hints and "'products_en_UX'" in hints[0] and "products_en_US" in hints[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source"):
+        run(pipeline_factory(), emu, page_size=50, indices=["products_en_US"])
+    assert not [r for r in caplog.records if "no profile matched" in r.getMessage()]
