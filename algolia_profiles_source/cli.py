@@ -460,17 +460,17 @@ def _errors_as_exit_codes() -> Iterator[None]:
         if os.environ.get("ALGOLIA_PROFILES_TRACEBACK"):
             traceback.print_exc()
         ours = _find(error, AlgoliaProfilesError)
-        from .pipeline import busy_message, duckdb_lock_conflict
-
-        conflict = duckdb_lock_conflict(error) if ours is None else None
-        if conflict is not None:  # a read while a load holds the file: try again later
-            click.echo(f"error: {busy_message(conflict)}", err=True)
-            raise SystemExit(EXIT_FAILED) from None
         if ours is not None:
             code = EXIT_USAGE if isinstance(ours, ConfigurationError) else EXIT_FAILED
             click.echo(f"error: {ours}", err=True)
             raise SystemExit(code) from None
-        unwritable = _unwritable_location(error) if ours is None else None
+        from .pipeline import busy_message, duckdb_lock_conflict
+
+        conflict = duckdb_lock_conflict(error)
+        if conflict is not None:  # a read while a load holds the file: try again later
+            click.echo(f"error: {busy_message(conflict)}", err=True)
+            raise SystemExit(EXIT_FAILED) from None
+        unwritable = _unwritable_location(error)
         if unwritable is not None:
             click.echo(f"error: {unwritable}: choose a location you can write to (--dir, --output-dir or"
                        " --output)", err=True)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .emulator import Emulator
 from .exceptions import ConfigurationError
-from .pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline
+from .pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline, profiles_state
 from .segments import build_segments
 from .segments.export import export_audience
 
@@ -94,9 +94,9 @@ def _loaded_application(state_file: Path) -> Optional[str]:
     """The application whose profiles the pipeline state in ``state_file`` holds, if it says."""
     try:
         state = json.loads(state_file.read_text())
-        return state["sources"]["algolia_profiles"]["resources"]["profiles"]["application_id"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    return profiles_state(state if isinstance(state, dict) else None).get("application_id")
 
 
 def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], None]) -> Dict[str, Any]:

@@ -211,17 +211,23 @@ DUCKDB_LOCK_WAIT_SECONDS = 120.0
 _LOCK_MESSAGE = "Could not set lock on file"
 
 
-def duckdb_lock_conflict(error: BaseException) -> Optional[str]:
-    """DuckDB's message when ``error`` (or its cause) is a conflicting lock on a DuckDB file."""
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what caused it (dlt wraps DuckDB's errors), each once."""
     seen = set()
     current: Optional[BaseException] = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, DatabaseBusyError):  # already waited for: not to be waited for again
-            return None
-        if type(current).__name__ == "IOException" and _LOCK_MESSAGE in str(current):
-            return str(current).split(". See also", 1)[0]
+        yield current
         current = current.__cause__ or current.__context__
+
+
+def duckdb_lock_conflict(error: BaseException) -> Optional[str]:
+    """DuckDB's message when ``error`` (or its cause) is a conflicting lock on a DuckDB file."""
+    for cause in _causes(error):
+        if isinstance(cause, DatabaseBusyError):  # already waited for: not to be waited for again
+            return None
+        if type(cause).__name__ == "IOException" and _LOCK_MESSAGE in str(cause):
+            return str(cause).split(". See also", 1)[0]
     return None
 
 
@@ -296,10 +302,10 @@ def create_duckdb_file(pipeline: Any) -> Optional[str]:
     """
     import duckdb
 
-    path = duckdb_path(pipeline)
-    if path is None or os.path.exists(path):
+    credentials = _duckdb_file_credentials(pipeline)
+    if credentials is None or os.path.exists(credentials.database):
         return None
-    credentials = pipeline.destination_client().config.credentials
+    path = credentials.database
     version = (credentials.global_config or {}).get("storage_compatibility_version", DUCKDB_STORAGE_VERSION)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     duckdb.connect(path, config={"storage_compatibility_version": version}).close()
@@ -307,14 +313,10 @@ def create_duckdb_file(pipeline: Any) -> Optional[str]:
 
 
 def _out_of_memory(error: BaseException) -> bool:
-    seen = set()
-    current: Optional[BaseException] = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if type(current).__name__ == "OutOfMemoryException" or "Out of Memory Error" in str(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        type(cause).__name__ == "OutOfMemoryException" or "Out of Memory Error" in str(cause)
+        for cause in _causes(error)
+    )
 
 
 # An initial export only appends to tables: DuckDB streams it in a fixed amount of memory, where by
@@ -371,11 +373,18 @@ def duckdb_path(pipeline: Any) -> Optional[str]:
     Without an explicit path, dlt puts it in the folder of the pipeline's first run and keeps
     using that file from any folder, so commands print it.
     """
+    credentials = _duckdb_file_credentials(pipeline)
+    return credentials.database if credentials is not None else None
+
+
+def _duckdb_file_credentials(pipeline: Any) -> Any:
+    """The resolved credentials of a DuckDB pipeline whose database is a file (None otherwise)."""
     destination = pipeline.destination
     if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
         return None
-    path = pipeline.destination_client().config.credentials.database
-    return path if isinstance(path, str) and not path.startswith(":") else None
+    credentials = pipeline.destination_client().config.credentials  # resolves, does not connect
+    path = credentials.database
+    return credentials if isinstance(path, str) and not path.startswith(":") else None
 
 
 def restore_state(pipeline: Any) -> None:
@@ -386,11 +395,22 @@ def restore_state(pipeline: Any) -> None:
     pipeline.sync_destination()
 
 
+def profiles_state(state: Optional[Dict[str, Any]], create: bool = False) -> Dict[str, Any]:
+    """The ``profiles`` resource's part of a pipeline ``state`` (cursor, application, last run);
+    empty when absent, or created in ``state`` with ``create``."""
+    part: Dict[str, Any] = state if state is not None else {}
+    for key in ("sources", "algolia_profiles", "resources", "profiles"):
+        if create:
+            part = part.setdefault(key, {})
+        else:
+            value = part.get(key) if isinstance(part, dict) else None
+            part = value if isinstance(value, dict) else {}
+    return part
+
+
 def last_run(pipeline: Any) -> Dict[str, Any]:
     """The counters the last walk stored in the ``profiles`` resource state."""
-    sources = pipeline.state.get("sources", {}) if pipeline.state else {}
-    resources = sources.get("algolia_profiles", {}).get("resources", {})
-    return dict(resources.get("profiles", {}).get("last_run", {}))
+    return dict(profiles_state(pipeline.state).get("last_run", {}))
 
 
 def row_counts(pipeline: Any) -> Dict[str, int]:

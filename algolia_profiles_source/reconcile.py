@@ -101,12 +101,10 @@ def _record_reconcile(pipeline: Any, at: datetime) -> None:
     loaded into the destination at once (a small load of the state alone), so that a runner
     without the pipeline's folder restores it.
     """
-    from .pipeline import waiting_for_duckdb_lock
+    from .pipeline import profiles_state, waiting_for_duckdb_lock
 
     with pipeline.managed_state(extract_state=True) as state:
-        source = state.setdefault("sources", {}).setdefault("algolia_profiles", {})
-        profiles = source.setdefault("resources", {}).setdefault("profiles", {})
-        profiles["last_reconcile_at"] = format_rfc3339(at)
+        profiles_state(state, create=True)["last_reconcile_at"] = format_rfc3339(at)
     pipeline.normalize()
     waiting_for_duckdb_lock(pipeline.load)
 

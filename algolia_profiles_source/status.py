@@ -12,7 +12,7 @@ import dlt
 
 from . import settings
 from .exceptions import AlgoliaProfilesError, ConfigurationError
-from .pipeline import duckdb_path, last_run, restore_state, row_counts
+from .pipeline import duckdb_path, last_run, profiles_state, restore_state, row_counts
 from .query import build_query, parse_datetime
 
 RECONCILE_EVERY = timedelta(days=1)
@@ -21,8 +21,7 @@ RECONCILE_EVERY = timedelta(days=1)
 def status(pipeline: Any) -> Dict[str, Any]:
     """The last load, the cursor, row counts, audiences and whether a reconcile is due."""
     restore_state(pipeline)
-    resources = (pipeline.state or {}).get("sources", {}).get("algolia_profiles", {}).get("resources", {})
-    profiles_state = resources.get("profiles", {})
+    state = profiles_state(pipeline.state)
     run = last_run(pipeline)
     info: Dict[str, Any] = {
         "pipeline": pipeline.pipeline_name,
@@ -32,9 +31,9 @@ def status(pipeline: Any) -> Dict[str, Any]:
         "database": duckdb_path(pipeline),
         "pending_packages": bool(pipeline.has_pending_data),
         "last_run": run,
-        "cursor": profiles_state.get("last_updated_at"),
+        "cursor": state.get("last_updated_at"),
         "next_start_date": None,
-        "last_reconcile_at": profiles_state.get("last_reconcile_at"),
+        "last_reconcile_at": state.get("last_reconcile_at"),
         "reconcile_due": True,
         "tables": {},
         "audiences": [],
