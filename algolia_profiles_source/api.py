@@ -3,11 +3,11 @@ is ``segments_build``). Each is the function the command itself calls."""
 
 from .demo import run_demo as demo
 from .emulator import Emulator as emulator
-from .pipeline import load_profiles as load
-from .pipeline import make_pipeline
-from .report import write_report as report
+from .load.pipeline import load_profiles as load
+from .load.pipeline import make_pipeline
+from .segments.report import write_report as report
 from .segments import build_segments as segments_build
 from .segments.export import export_audience as export
-from .status import doctor, status
+from .load.status import doctor, status
 
 __all__ = ["demo", "doctor", "emulator", "export", "load", "make_pipeline", "report", "segments_build", "status"]

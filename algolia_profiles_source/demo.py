@@ -12,11 +12,13 @@ import random
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
+from collections.abc import Callable
 
 from .emulator import Emulator
 from .exceptions import ConfigurationError
-from .pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline, profiles_state
+from .load.pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline
+from .load.state import profiles_state
 from .segments import build_segments
 from .segments.export import export_audience
 
@@ -27,7 +29,7 @@ FIRST_NAMES = ["Ana", "Ben", "Chloé", "Dmitri", "Emma", "Farid", "Greta", "Hiro
 COUNTRIES = ["US", "FR", "DE", "CN", "BR", "GB", "CA", "JP"]
 
 
-def write_demo_customers(users: List[Dict[str, Any]], path: Path, seed: int = 42) -> int:
+def write_demo_customers(users: list[dict[str, Any]], path: Path, seed: int = 42) -> int:
     """A CRM export matching the emulator's users: most have a customer record keyed by
     ``user_token`` (the Algolia userID), a few opted out, some customers never browsed."""
     rng = random.Random(seed)
@@ -90,7 +92,7 @@ def start_over(directory: Path, echo: Callable[[str], None]) -> None:
     shutil.rmtree(state, ignore_errors=True)
 
 
-def _loaded_application(state_file: Path) -> Optional[str]:
+def _loaded_application(state_file: Path) -> str | None:
     """The application whose profiles the pipeline state in ``state_file`` holds, if it says."""
     try:
         state = json.loads(state_file.read_text())
@@ -99,7 +101,7 @@ def _loaded_application(state_file: Path) -> Optional[str]:
     return profiles_state(state if isinstance(state, dict) else None).get("application_id")
 
 
-def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], None]) -> Dict[str, Any]:
+def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], None]) -> dict[str, Any]:
     """Runs the whole demo in ``directory``; returns paths and counts for the caller to print."""
     directory.mkdir(parents=True, exist_ok=True)
     start_over(directory, echo)
@@ -135,6 +137,6 @@ def run_demo(directory: Path, n_users: int, seed: int, echo: Callable[[str], Non
     return {"pipeline": pipeline, "build": build, "export": exported, "customers": customers}
 
 
-def _counts(echo: Callable[[str], None], counts: Dict[str, int]) -> None:
+def _counts(echo: Callable[[str], None], counts: dict[str, int]) -> None:
     for table, count in counts.items():
         echo(f"   {table:<24} {count:>10,} rows")

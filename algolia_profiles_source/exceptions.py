@@ -10,6 +10,8 @@ Messages never contain the API key.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 __all__ = [
     "AlgoliaProfilesError",
     "ConfigurationError",
@@ -22,6 +24,7 @@ __all__ = [
     "PaginationError",
     "PipelineBusyError",
     "DatabaseBusyError",
+    "TableNotFoundError",
 ]
 
 
@@ -67,3 +70,36 @@ class PipelineBusyError(AlgoliaProfilesError):
 
 class DatabaseBusyError(AlgoliaProfilesError):
     """The DuckDB file is held by another process (DuckDB lets one process at a time write to a file)."""
+
+
+class TableNotFoundError(ConfigurationError):
+    """A table to read is not in the destination (not loaded or not built yet)."""
+
+    def __init__(self, table: str, where: str) -> None:
+        super().__init__(f"table {table!r} is not in {where}")
+        self.table = table
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then everything it wraps, depth first, each once.
+
+    Followed: ``__cause__`` and ``__context__``; dlt's step errors keep the original in
+    ``exception``; urllib3 and requests keep theirs in ``reason`` or as the first argument.
+    """
+    seen: set[int] = set()
+    stack: list[object] = [error]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        first_arg = current.args[0] if current.args else None
+        wrapped = [current.__cause__, current.__context__, getattr(current, "exception", None),
+                   getattr(current, "reason", None), first_arg]
+        stack.extend(reversed(wrapped))
+
+
+def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
+    """The first of :func:`causes` that is a ``kind``, or None."""
+    return next((cause for cause in causes(error) if isinstance(cause, kind)), None)

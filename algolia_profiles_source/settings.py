@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 REGIONS = ("us", "eu")
+# the dlt source's name: its config section (sources.algolia_profiles) and its state's key
+SOURCE_NAME = "algolia_profiles"
+
 DEFAULT_REGION = "us"
 HOST_TEMPLATE = "https://ai-personalization.{region}.algolia.com"
 

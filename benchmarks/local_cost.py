@@ -4,7 +4,7 @@ Prints, for the same recorded pages in the same run (this machine is noisy, so r
 
 - ``orjson``: parsing the pages only (the floor for anything that reads JSON in Python);
 - ``arrow``: parsing the pages only with the production parser (Arrow's JSON reader,
-  :func:`algolia_profiles_source.page.parse_users_body`): one thread's share of the fast path, on
+  :func:`algolia_profiles_source.http.page.parse_users_body`): one thread's share of the fast path, on
   its critical path, so the fast path cannot run faster than this on the same machine;
 - ``fast``: the production path (``algolia_profiles``'s page walker: orjson pages -> Arrow tables ->
   dlt merge into DuckDB), with the HTTP client replaced by the recorded pages;
@@ -91,7 +91,7 @@ class ReplayClient:
         self.stats: Dict[str, int] = {}
 
     def iter_user_pages(self, params: Any, max_pages: Any = None) -> Iterator[List[Dict[str, Any]]]:
-        from algolia_profiles_source.page import parse_users_body
+        from algolia_profiles_source.http.page import parse_users_body
 
         for raw in _pages(self.path):
             yield parse_users_body(raw)["users"]
@@ -101,8 +101,8 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
     import dlt
 
     from algolia_profiles_source import PROFILES_RESOURCE, _profiles
-    from algolia_profiles_source.pipeline import make_pipeline, run_source
-    from algolia_profiles_source.query import build_query
+    from algolia_profiles_source.load.pipeline import make_pipeline, run_source
+    from algolia_profiles_source.http.query import build_query
 
     # imports (dlt, DuckDB: ~0.5 s once per process) happen before the clock starts, as orjson's do
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
@@ -117,7 +117,7 @@ def run_variant(variant: str, path: Path, workdir: Path) -> Dict[str, Any]:
         for raw in _pages(path):
             profiles += len(orjson.loads(raw)["users"])
     elif variant == "arrow":
-        from algolia_profiles_source.page import parse_users_body
+        from algolia_profiles_source.http.page import parse_users_body
 
         for raw in _pages(path):
             profiles += len(parse_users_body(raw)["users"])

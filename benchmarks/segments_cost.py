@@ -30,10 +30,10 @@ import dlt  # noqa: E402
 from algolia_profiles_source import PROFILES_RESOURCE, _profiles  # noqa: E402
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES  # noqa: E402
 from algolia_profiles_source.emulator import ProfileStore  # noqa: E402
-from algolia_profiles_source.pipeline import make_pipeline, run_source  # noqa: E402
-from algolia_profiles_source.query import build_query  # noqa: E402
+from algolia_profiles_source.load.pipeline import make_pipeline, run_source  # noqa: E402
+from algolia_profiles_source.http.query import build_query  # noqa: E402
 from algolia_profiles_source.segments import build_models, build_segments  # noqa: E402
-from algolia_profiles_source.segments.compiler import WORK_FLAGS  # noqa: E402
+from algolia_profiles_source.tables import WORK_FLAGS  # noqa: E402
 
 
 class StoreClient:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 
-from algolia_profiles_source.pipeline import make_pipeline
+from algolia_profiles_source.load.pipeline import make_pipeline
 from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator
 from tests.test_source_e2e import _apply_changes
 

@@ -229,7 +229,7 @@ def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipel
     ]}
     url = fake_api(json.dumps(page).encode())
     pipeline = pipeline_factory()
-    from algolia_profiles_source.pipeline import load_profiles
+    from algolia_profiles_source.load.pipeline import load_profiles
 
     result = load_profiles(pipeline, application_id=APP_ID, api_key=API_KEY, base_url=url,
                            concurrency=concurrency, **FAST_RETRIES)
@@ -362,7 +362,7 @@ class _LockHolder:
 
 
 def test_a_load_waits_for_another_process_holding_the_duckdb_file(emulator, pipeline_factory, monkeypatch):
-    import algolia_profiles_source.pipeline as pipeline_module
+    import algolia_profiles_source.load.duckdb as duckdb_module
     from algolia_profiles_source.exceptions import DatabaseBusyError
     from tests.conftest import assert_warehouse_equals_emulator
 
@@ -373,7 +373,7 @@ def test_a_load_waits_for_another_process_holding_the_duckdb_file(emulator, pipe
     path = pipeline.destination_client().config.credentials.database
 
     # held for longer than the load waits: a clear error, and nothing is lost
-    monkeypatch.setattr(pipeline_module, "DUCKDB_LOCK_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(duckdb_module, "DUCKDB_LOCK_WAIT_SECONDS", 0.3)
     holder = _LockHolder(path)
     try:
         with pytest.raises(DatabaseBusyError, match="in use by another process"):
@@ -384,7 +384,7 @@ def test_a_load_waits_for_another_process_holding_the_duckdb_file(emulator, pipe
     assert_warehouse_equals_emulator(pipeline, emulator)
 
     # held briefly (a `status` during the load): the load waits, then succeeds
-    monkeypatch.setattr(pipeline_module, "DUCKDB_LOCK_WAIT_SECONDS", 60)
+    monkeypatch.setattr(duckdb_module, "DUCKDB_LOCK_WAIT_SECONDS", 60)
     emulator.store.upsert({"userID": "another-user", "type": "basic", "affinities": []})
     waiting = threading.Event()
 
@@ -394,7 +394,7 @@ def test_a_load_waits_for_another_process_holding_the_duckdb_file(emulator, pipe
                 waiting.set()
 
     handler = Waiting()
-    logger = logging.getLogger("algolia_profiles_source.pipeline")
+    logger = logging.getLogger("algolia_profiles_source.load.duckdb")
     logger.addHandler(handler)
     old_level = logger.level
     logger.setLevel(logging.INFO)
@@ -462,7 +462,7 @@ def test_a_location_that_cannot_be_written_is_a_usage_error(tmp_path):
 
 
 def test_the_reset_after_a_bounded_load_tolerates_another_process_holding_the_file(emulator, pipeline_factory):
-    from algolia_profiles_source.pipeline import bounded_initial_load
+    from algolia_profiles_source.load.duckdb import bounded_initial_load
 
     pipeline = pipeline_factory()
     run(pipeline, emulator, page_size=50)

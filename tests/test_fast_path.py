@@ -12,9 +12,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from algolia_profiles_source.page import MalformedBody, parse_users_body, timestamps, user_ids
-from algolia_profiles_source.read_ahead import read_ahead
-from algolia_profiles_source.transform import page_to_tables
+from algolia_profiles_source.http.page import MalformedBody, parse_users_body, timestamps, user_ids
+from algolia_profiles_source.extract.read_ahead import read_ahead
+from algolia_profiles_source.extract.transform import page_to_tables
 
 from .conftest import assert_warehouse_equals_emulator, run, storage_version
 from .test_source_e2e import api_calls
@@ -198,14 +198,14 @@ def test_a_pipeline_scoped_duckdb_setting_is_read_before_the_global_one(emulator
 
 
 def test_a_bounded_load_that_fails_is_loaded_again_unbounded(emulator, pipeline_factory, monkeypatch, caplog):
-    import algolia_profiles_source.pipeline as pipeline_module
+    import algolia_profiles_source.load.duckdb as duckdb_module
 
-    monkeypatch.setattr(pipeline_module, "INITIAL_LOAD_MIN_MB", 1)
-    monkeypatch.setattr(pipeline_module, "INITIAL_LOAD_MB_PER_THREAD", 0)
+    monkeypatch.setattr(duckdb_module, "INITIAL_LOAD_MIN_MB", 1)
+    monkeypatch.setattr(duckdb_module, "INITIAL_LOAD_MB_PER_THREAD", 0)
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
     pipeline = pipeline_factory()
 
-    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="algolia_profiles_source.load.pipeline"):
         run(pipeline, emulator)
     assert "loading again with DuckDB's defaults" in caplog.text
     assert_warehouse_equals_emulator(pipeline, emulator)
@@ -242,7 +242,7 @@ def test_the_bound_is_undone_on_a_database_another_connection_keeps_open(emulato
 
 
 def test_the_read_ahead_thread_stops_when_the_walk_fails(emulator, pipeline_factory, monkeypatch):
-    import algolia_profiles_source as source_module
+    import algolia_profiles_source.extract.walk as source_module
 
     convert = source_module.page_to_tables
     calls = {"n": 0}
@@ -267,7 +267,7 @@ def test_the_read_ahead_thread_stops_when_the_walk_fails(emulator, pipeline_fact
 def test_page_batches_gather_pages_and_split_where_the_schema_changes():
     import pyarrow as pa
 
-    from algolia_profiles_source.batches import PageBatches
+    from algolia_profiles_source.extract.batches import PageBatches
 
     def page(n: int, start: int, typ: Any = pa.int64()) -> Any:
         ids = list(range(start, start + n)) if typ == pa.int64() else [str(i) for i in range(start, start + n)]
@@ -316,7 +316,7 @@ def test_a_configured_storage_format_is_used_and_an_existing_file_keeps_its_own(
 
 
 def test_dlts_default_duckdb_file_gets_the_bounded_load_and_the_1_4_format(emulator, tmp_path, monkeypatch):
-    from algolia_profiles_source.pipeline import make_pipeline
+    from algolia_profiles_source.load.pipeline import make_pipeline
 
     monkeypatch.chdir(tmp_path)  # dlt's default file is ./<pipeline_name>.duckdb
     limits = _insert_memory_limits(monkeypatch)
@@ -331,7 +331,7 @@ def test_dlts_default_duckdb_file_gets_the_bounded_load_and_the_1_4_format(emula
 
 def test_the_1_4_format_survives_a_command_run_before_the_first_load_and_a_relative_path(emulator, tmp_path, monkeypatch):
     from algolia_profiles_source.api import doctor
-    from algolia_profiles_source.pipeline import make_pipeline
+    from algolia_profiles_source.load.pipeline import make_pipeline
 
     first, later = tmp_path / "first", tmp_path / "later"
     first.mkdir(), later.mkdir()

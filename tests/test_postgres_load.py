@@ -12,8 +12,9 @@ import pytest
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
 from algolia_profiles_source import algolia_profiles
-from algolia_profiles_source.pipeline import last_run, make_pipeline
-from algolia_profiles_source.query import format_rfc3339
+from algolia_profiles_source.load.pipeline import make_pipeline
+from algolia_profiles_source.load.state import last_run
+from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import assert_warehouse_equals_emulator, expected_snapshot, run, source_args
 from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
 from tests.test_source_e2e import _apply_changes

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
-from algolia_profiles_source.report import write_report
+from algolia_profiles_source.segments.report import write_report
 from algolia_profiles_source.segments import build_segments
 from tests.conftest import run
 from tests.test_source_e2e import _apply_changes

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from algolia_profiles_source.seen_ids import SeenIds
+from algolia_profiles_source.extract.seen_ids import SeenIds
 
 
 @pytest.fixture(params=[1_000_000, 3], ids=["buffered", "flushed"])
@@ -77,7 +77,7 @@ def test_close_is_idempotent_and_refuses_further_use():
 
 
 def test_a_concurrent_walk_closes_its_set_when_it_ends_and_when_it_fails(emulator_factory, pipeline_factory, monkeypatch):
-    import algolia_profiles_source
+    import algolia_profiles_source.extract.walk as walk_module
     from tests.conftest import run
 
     opened = []
@@ -87,7 +87,7 @@ def test_a_concurrent_walk_closes_its_set_when_it_ends_and_when_it_fails(emulato
             super().__init__()
             opened.append(self)
 
-    monkeypatch.setattr(algolia_profiles_source, "SeenIds", Recorded)
+    monkeypatch.setattr(walk_module, "SeenIds", Recorded)
     emu = emulator_factory(n_users=400)
     run(pipeline_factory(), emu, page_size=10, concurrency=4)
     with pytest.raises(Exception, match="max_pages=3"):
@@ -98,7 +98,7 @@ def test_a_concurrent_walk_closes_its_set_when_it_ends_and_when_it_fails(emulato
 def test_a_disk_failure_is_a_clear_configuration_error(monkeypatch):
     import sqlite3
 
-    from algolia_profiles_source import seen_ids
+    from algolia_profiles_source.extract import seen_ids
     from algolia_profiles_source.exceptions import ConfigurationError
 
     def full_disk(*args, **kwargs):

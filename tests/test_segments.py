@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from algolia_profiles_source.query import format_rfc3339
+from algolia_profiles_source.times import format_rfc3339
 from algolia_profiles_source.segments import build_segments
 from tests.conftest import run
 from tests.reference_segments import compute_audiences

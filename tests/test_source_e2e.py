@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from algolia_profiles_source.emulator import FAULT_KINDS
-from algolia_profiles_source.query import format_rfc3339
+from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import (
     assert_warehouse_equals_emulator,
     expected_snapshot,

@@ -2,8 +2,9 @@
 
 `SyntheticData(n_users, seed, now)` generates, eagerly but compactly, only what paging and date
 filtering need: every user's ID and ``lastUpdatedAt`` (microseconds since the epoch). A full profile
-is rendered on demand by `SyntheticData.render(index, last_updated_us)` from ``(seed, index)``, so a
-million users fit in well under a gigabyte and the same seed always yields the same profiles.
+is rendered on demand by `SyntheticData.render(index, user_id, last_updated_us)` with draws seeded
+by ``(seed, index)``, so a million users fit in well under a gigabyte and the same seed always
+yields the same profiles.
 
 The catalogue is an e-commerce shop with personas whose interests correlate (campers like
 ``category:Camping`` and outdoor brands, runners like running shoes, parents like kids products...).
@@ -240,8 +241,8 @@ class SyntheticData:
     def render(self, index: int, user_id: str, last_updated_us: int) -> dict[str, Any]:
         """Render the profile of generation index ``index`` in exact API shape.
 
-        The content depends only on ``(seed, index)``; ``last_updated_us`` is the profile's
-        ``lastUpdatedAt`` and bounds every affinity's ``lastUpdatedAt``.
+        The random draws are seeded by ``(seed, index)``; ``user_id`` is used as given, and
+        ``last_updated_us`` is the profile's ``lastUpdatedAt`` and bounds every affinity's.
         """
         rng = random.Random(self.seed * 1_000_003 + index)
         profile: dict[str, Any] = {"userID": user_id}

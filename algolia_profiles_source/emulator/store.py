@@ -104,7 +104,7 @@ class ProfileStore:
 
         Raises:
             ValueError: when ``userID`` is missing or breaks Algolia's rule, or ``lastUpdatedAt``
-                is not RFC 3339.
+                is a string that is not RFC 3339 (a non-string one raises AttributeError).
         """
         user_id = profile.get("userID")
         if not isinstance(user_id, str) or not valid_user_id(user_id):

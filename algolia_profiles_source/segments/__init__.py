@@ -3,8 +3,10 @@
 See docs/audiences.md for the definition language and the tables a build writes.
 """
 
-from .build import BuildResult, build_models, build_segments, load_audiences, static_target
-from .compiler import model_statements, segment_statements
+from ..warehouse.target import static_target
+from .build import BuildResult, build_models, build_segments, load_audiences
+from .compiler import segment_statements
+from .models import model_statements
 from .definitions import AudienceFile, DefinitionError, load_definitions, parse_definitions
 
 __all__ = [

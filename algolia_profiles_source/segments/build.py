@@ -13,24 +13,19 @@ from dataclasses import dataclass, field
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Union
+from typing import Any
+from collections.abc import Sequence
 
-import sqlglot
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError
-from . import dialects
-from .compiler import (
-    AFFINITIES,
-    CONFIG,
-    SIZES,
-    Statement,
-    Target,
-    USERS,
-    model_statements,
-    segment_statements,
-)
+from ..load.state import restore_state
+from ..tables import AFFINITIES, CONFIG, SIZES, USERS
+from ..warehouse.read import Dataset, open_dataset
+from ..warehouse.target import Statement
+from .compiler import segment_statements
 from .definitions import AudienceFile, load_definitions, parse_definitions
+from .models import model_statements
 
 logger = logging.getLogger(__name__)
 
@@ -43,58 +38,27 @@ class BuildResult:
 
     build_id: str
     built_at: datetime
-    sizes: List[Dict[str, Any]] = field(default_factory=list)
+    sizes: list[dict[str, Any]] = field(default_factory=list)
     statements: int = 0
 
 
-def pipeline_target(pipeline: Any, client: Any) -> Target:
-    """The dialect and table naming of a pipeline's destination dataset."""
-    dialect = dialects.dialect_for_destination(pipeline.destination.destination_type)
-
-    def table(name: str) -> exp.Table:
-        return sqlglot.parse_one(client.make_qualified_table_name(name), into=exp.Table, dialect=dialect)
-
-    def external_table(name: str) -> exp.Table:
-        return table(name) if "." not in name else exp.to_table(name, dialect=dialect)
-
-    return Target(dialect, table, external_table)
-
-
-def static_target(dialect: str, dataset: str, catalog: Optional[str] = None) -> Target:
-    """A target for rendering SQL without a connection (golden files, ``segments sql``)."""
-
-    def table(name: str) -> exp.Table:
-        return exp.table_(name, db=dataset, catalog=catalog)
-
-    def external_table(name: str) -> exp.Table:
-        return table(name) if "." not in name else exp.to_table(name, dialect=dialect)
-
-    return Target(dialect, table, external_table)
-
-
-def known_affinities(pipeline: Any) -> Optional[Set[str]]:
+def known_affinities(pipeline: Any) -> set[str] | None:
     """Affinity names that exist: ``personalization_config`` attributes plus loaded names."""
     tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
     if AFFINITIES not in tables:
         return None
-    names: Set[str] = set()
-    with pipeline.sql_client() as client:
-        target = pipeline_target(pipeline, client)
-        rows = client.execute_sql(
-            exp.select("name").distinct().from_(target.table(AFFINITIES)).sql(target.dialect)
-        )
-        names.update(r[0] for r in rows if r[0])
+    names: set[str] = set()
+    with open_dataset(pipeline) as dataset:
+        rows = dataset.rows(exp.select("name").distinct().from_(dataset.table(AFFINITIES)))
+        names.update(row["name"] for row in rows if row["name"])
         if CONFIG in tables:
-            for (value,) in client.execute_sql(
-                exp.select("affinities").from_(target.table(CONFIG)).sql(target.dialect)
-            ):
-                if isinstance(value, str):
-                    value = json.loads(value)
-                names.update(value or [])
+            for row in dataset.rows(exp.select("affinities").from_(dataset.table(CONFIG))):
+                value = row["affinities"]
+                names.update((json.loads(value) if isinstance(value, str) else value) or [])
     return names
 
 
-def load_audiences(pipeline: Any, source: Union[str, Path, AudienceFile, Dict[str, Any]]) -> AudienceFile:
+def load_audiences(pipeline: Any, source: str | Path | AudienceFile | dict[str, Any]) -> AudienceFile:
     """Validates an audience file (path, plain data or already parsed) against the loaded data."""
     if isinstance(source, AudienceFile):
         return source
@@ -107,16 +71,15 @@ def load_audiences(pipeline: Any, source: Union[str, Path, AudienceFile, Dict[st
 def build_models(pipeline: Any) -> int:
     """(Re)builds the staging views, affinity_catalog and user_top_affinities; returns statements run."""
     _require_profiles(pipeline)
-    with pipeline.sql_client() as client:
-        target = pipeline_target(pipeline, client)
+    with open_dataset(pipeline) as dataset:
         has_config = CONFIG in pipeline.default_schema.tables
-        return _run(client, target, model_statements(target, has_config))
+        return _run(dataset, model_statements(dataset.target, has_config))
 
 
 def build_segments(
     pipeline: Any,
-    audiences: Union[str, Path, AudienceFile, Dict[str, Any]],
-    as_of: Optional[datetime] = None,
+    audiences: str | Path | AudienceFile | dict[str, Any],
+    as_of: datetime | None = None,
     models: bool = True,
 ) -> BuildResult:
     """Validates the audiences, then builds the models (optional) and every audience in the destination."""
@@ -125,30 +88,20 @@ def build_segments(
     built_at = datetime.now(timezone.utc)
     build_id = built_at.strftime("%Y%m%dT%H%M%S%fZ")
     result = BuildResult(build_id, built_at)
-    with pipeline.sql_client() as client:
-        target = pipeline_target(pipeline, client)
-        statements: List[Statement] = []
+    with open_dataset(pipeline) as dataset:
+        target = dataset.target
+        statements: list[Statement] = []
         if models:
             statements += model_statements(target, CONFIG in pipeline.default_schema.tables)
         statements += segment_statements(file, target, built_at, build_id, as_of)
-        result.statements = _run(client, target, statements)
-        result.sizes = read_table(client, target, SIZES, order_by="segment")
+        result.statements = _run(dataset, statements)
+        result.sizes = dataset.rows(SIZES, order_by="segment")
     return result
 
 
-def read_table(client: Any, target: Target, name: str, order_by: Optional[str] = None, where: Optional[exp.Expression] = None) -> List[Dict[str, Any]]:
-    """Rows of a dataset table as dicts."""
-    query = exp.select("*").from_(target.table(name))
-    if where is not None:
-        query = query.where(where)
-    if order_by:
-        query = query.order_by(order_by)
-    with client.execute_query(query.sql(target.dialect)) as cursor:
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+def _run(dataset: Dataset, statements: Sequence[Statement]) -> int:
+    client, target = dataset.client, dataset.target
 
-
-def _run(client: Any, target: Target, statements: Sequence[Statement]) -> int:
     def execute() -> None:
         for statement in statements:
             sql = target.render(statement.tree)
@@ -166,8 +119,6 @@ def _run(client: Any, target: Target, statements: Sequence[Statement]) -> int:
 
 
 def _require_profiles(pipeline: Any) -> None:
-    from ..pipeline import restore_state
-
     restore_state(pipeline)  # a runner without the pipeline's folder still builds
     tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
     if USERS not in tables or AFFINITIES not in tables:

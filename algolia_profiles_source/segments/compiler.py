@@ -1,19 +1,31 @@
-"""SQL for the models and the audiences, generated as sqlglot trees and rendered per warehouse.
+"""SQL for the audiences, generated as sqlglot trees and rendered per warehouse.
 
 Templates are constants in sqlglot's neutral dialect; audience values (affinity names and values,
 user IDs, index names) only ever enter as sqlglot literals, so ``O'Brien'; drop table users; --`` is a
-value like any other. Warehouse differences live in :mod:`.dialects`.
+value like any other. Warehouse differences live in :mod:`..warehouse.dialects`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Dict, Iterable, List, Optional
+from collections.abc import Iterable
 
 from sqlglot import exp
 
-from . import dialects
+from ..tables import (
+    AFFINITIES,
+    BUILDS,
+    EVENTS,
+    MEMBERS,
+    MEMBERS_NEXT,
+    OVERLAPS,
+    SIZES,
+    STG_USERS,
+    WORK_FLAGS,
+)
+from ..warehouse import dialects
+from ..warehouse.target import Statement, Target
 from .definitions import (
     AffinityRule,
     Audience,
@@ -23,27 +35,8 @@ from .definitions import (
     Rule,
     Suppression,
 )
+from .models import create_if_missing, replace_table, table_ref
 
-# raw tables (loaded by the source) and models (built here)
-USERS = "users"
-AFFINITIES = "user_affinities"
-CONFIG = "personalization_config"
-STG_USERS = "stg_algolia__users"
-STG_AFFINITIES = "stg_algolia__user_affinities"
-STG_CONFIG = "stg_algolia__personalization_config"
-INDEX_COVERAGE = "affinity_index_coverage"
-CATALOG = "affinity_catalog"
-TOP_AFFINITIES = "user_top_affinities"
-MEMBERS = "segment_members"
-MEMBERS_NEXT = "segment_members__next"
-# per-user flags of every affinity rule, computed in one pass (a temporary table where possible)
-WORK_FLAGS = "segment_user_flags__work"
-SIZES = "segment_sizes"
-OVERLAPS = "segment_overlaps"
-EVENTS = "segment_membership_events"
-BUILDS = "segment_builds"
-
-TOP_AFFINITIES_PER_NAME = 3
 # the columns of a user that rules read, copied into the flags table
 USER_COLUMNS = ("user_id", "type", "last_updated_at")
 
@@ -52,148 +45,12 @@ EVENTS_COLUMNS = "segment TEXT, user_id TEXT, event TEXT, build_id TEXT, built_a
 BUILDS_COLUMNS = "build_id TEXT, segment TEXT, members BIGINT, entered BIGINT, exited BIGINT, built_at TIMESTAMPTZ"
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where SQL runs: a sqlglot dialect and how to name a table of the dataset."""
-
-    dialect: str
-    table: Callable[[str], exp.Table]
-    external_table: Callable[[str], exp.Table]
-
-    def render(self, statement: exp.Expression) -> str:
-        return statement.sql(dialect=self.dialect)
-
-
-@dataclass(frozen=True)
-class Statement:
-    label: str
-    tree: exp.Expression
-
-
-def _t(target: Target, name: str, alias: Optional[str] = None) -> exp.Expression:
-    table = target.table(name)
-    return exp.alias_(table, alias, table=True) if alias else table
-
-
-def _replace_table(target: Target, name: str, select: exp.Expression, label: str) -> List[Statement]:
-    return [
-        Statement(f"drop {name}", exp.Drop(tables=[target.table(name)], kind="TABLE", exists=True)),
-        Statement(label, exp.Create(this=target.table(name), kind="TABLE", expression=select)),
-    ]
-
-
-def _create_if_missing(target: Target, name: str, columns: str) -> Statement:
-    tree = dialects.parse(f"CREATE TABLE IF NOT EXISTS placeholder_table ({columns})")
-    tree.set("this", exp.Schema(this=target.table(name), expressions=tree.this.expressions))
-    return Statement(f"create {name} if missing", tree)
-
-
-# ---------------------------------------------------------------------------------------------
-# models
-# ---------------------------------------------------------------------------------------------
-
-
-def model_statements(target: Target, has_config: bool = True) -> List[Statement]:
-    """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities (view)."""
-    d = target.dialect
-    statements = [
-        Statement(
-            f"view {STG_USERS}",
-            exp.Create(
-                this=target.table(STG_USERS), kind="VIEW", replace=True,
-                expression=dialects.parse(
-                    "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u"
-                    " WHERE u.deleted_at IS NULL",
-                    users=target.table(USERS),
-                ),
-            ),
-        ),
-        Statement(
-            f"view {STG_AFFINITIES}",
-            exp.Create(
-                this=target.table(STG_AFFINITIES), kind="VIEW", replace=True,
-                # every affinity row has its user's row (they are loaded and merged together), so
-                # "not of a deleted user" is "of a live user": an anti-join with the few deleted
-                # users costs DuckDB 30% less on the catalog than a semi-join with every live one
-                expression=dialects.parse(
-                    "SELECT a.user_id, a.name, a.value, a.score, a.indices, a.last_updated_at"
-                    " FROM :affinities AS a WHERE NOT EXISTS"
-                    " (SELECT 1 FROM :users AS u WHERE u.user_id = a.user_id AND u.deleted_at IS NOT NULL)",
-                    affinities=target.table(AFFINITIES), users=target.table(USERS),
-                ),
-            ),
-        ),
-    ]
-    if has_config:
-        statements.append(Statement(
-            f"view {STG_CONFIG}",
-            exp.Create(
-                this=target.table(STG_CONFIG), kind="VIEW", replace=True,
-                expression=dialects.parse(
-                    "SELECT c.index AS index_name, c.affinities, c.status, c.last_updated_at FROM :config AS c",
-                    config=target.table(CONFIG),
-                ),
-            ),
-        ))
-        coverage = dialects.parse(
-            "SELECT a.name, a.value, c.index_name, COUNT(*) AS users FROM :affinities AS a"
-            " JOIN :config AS c ON :contains GROUP BY a.name, a.value, c.index_name",
-            affinities=_t(target, STG_AFFINITIES), config=target.table(STG_CONFIG),
-            contains=dialects.json_array_contains(
-                exp.column("indices", "a"), exp.column("index_name", "c"), d
-            ),
-        )
-    else:
-        coverage = dialects.parse(
-            "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS value,"
-            " CAST(NULL AS TEXT) AS index_name, CAST(0 AS BIGINT) AS users WHERE 1 = 0"
-        )
-    statements += _replace_table(target, INDEX_COVERAGE, coverage, f"table {INDEX_COVERAGE}")
-
-    score = exp.column("score", "a")
-    catalog = dialects.parse(
-        "SELECT a.name, a.value, COUNT(*) AS users,"
-        " CAST(COUNT(*) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
-        " MIN(a.score) AS score_min, AVG(a.score) AS score_avg, :p50 AS score_p50, :p90 AS score_p90,"
-        " MAX(a.score) AS score_max, MAX(a.last_updated_at) AS last_updated_at,"
-        " MAX(cov.index_count) AS index_count"
-        " FROM :affinities AS a LEFT JOIN (SELECT k.name, k.value, COUNT(*) AS index_count"
-        " FROM :coverage AS k GROUP BY k.name, k.value) AS cov"
-        " ON cov.name = a.name AND cov.value = a.value"
-        " GROUP BY a.name, a.value",
-        users=target.table(STG_USERS), affinities=_t(target, STG_AFFINITIES),
-        coverage=target.table(INDEX_COVERAGE),
-        p50=dialects.percentile(score, 0.5, d), p90=dialects.percentile(score, 0.9, d),
-    )
-    statements += _replace_table(target, CATALOG, catalog, f"table {CATALOG}")
-
-    top = dialects.parse(
-        "SELECT r.user_id, r.name, r.value, r.score, r.affinity_rank FROM ("
-        " SELECT a.user_id, a.name, a.value, a.score, ROW_NUMBER() OVER"
-        " (PARTITION BY a.user_id, a.name ORDER BY a.score DESC, :value_order) AS affinity_rank"
-        " FROM :affinities AS a) AS r WHERE r.affinity_rank <= :n",
-        affinities=_t(target, STG_AFFINITIES), n=TOP_AFFINITIES_PER_NAME,
-        value_order=dialects.binary_order(exp.column("value", "a"), d),
-    )
-    # a view: the strongest values of one user are read on demand, not written for every user
-    statements.append(Statement(
-        f"view {TOP_AFFINITIES}",
-        exp.Create(this=target.table(TOP_AFFINITIES), kind="VIEW", replace=True, expression=top),
-    ))
-    return statements
-
-
-# ---------------------------------------------------------------------------------------------
-# audiences
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass
 class _Context:
     target: Target
     as_of: datetime
     # each affinity rule's flag: its bit number across the mask columns
-    flags: Dict[AffinityRule, int] = field(default_factory=dict)
+    flags: dict[AffinityRule, int] = field(default_factory=dict)
     # the alias the audience being compiled reads the flags table under
     flag_alias: str = "f"
 
@@ -221,9 +78,9 @@ def _mask_column(chunk: int) -> str:
     return f"mask_{chunk}"
 
 
-def _mask_bits(rules: Iterable[AffinityRule], ctx: _Context) -> Dict[int, int]:
+def _mask_bits(rules: Iterable[AffinityRule], ctx: _Context) -> dict[int, int]:
     """Per mask column, the bits of ``rules``."""
-    bits: Dict[int, int] = {}
+    bits: dict[int, int] = {}
     for rule in rules:
         chunk, bit = divmod(ctx.flags[rule], MASK_BITS)
         bits[chunk] = bits.get(chunk, 0) | (1 << bit)
@@ -258,7 +115,7 @@ def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
     for rule in {r: None for a in file.audiences for r in a.affinity_rules()}:
         ctx.flags.setdefault(rule, len(ctx.flags))
     chunks = (len(ctx.flags) + MASK_BITS - 1) // MASK_BITS
-    row_masks: List[exp.Expression] = []
+    row_masks: list[exp.Expression] = []
     for chunk in range(chunks):
         terms = [
             exp.Case(ifs=[exp.If(this=affinity_condition(rule, ctx), true=exp.Literal.number(1 << (i % MASK_BITS)))],
@@ -271,10 +128,10 @@ def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
         row_masks.append(exp.alias_(exp.cast(total, "BIGINT"), _mask_column(chunk)))
     rows = (
         exp.select(exp.column("user_id", "a"), exp.column("score", "a"), *row_masks)
-        .from_(_t(target, AFFINITIES, "a"))
+        .from_(table_ref(target, AFFINITIES, "a"))
         .where(_candidate_rows(list(ctx.flags)))
     )
-    columns: List[exp.Expression] = [
+    columns: list[exp.Expression] = [
         exp.alias_(dialects.bit_or_agg(exp.column(_mask_column(chunk), "c"), target.dialect), _mask_column(chunk))
         for chunk in range(chunks)
     ]
@@ -297,11 +154,11 @@ def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
     return exp.select(
         *[exp.column(c, "u") for c in USER_COLUMNS], *[exp.column(c.alias_or_name, "g") for c in columns]
     ).from_(grouped.subquery("g")).join(
-        _t(target, STG_USERS, "u"), on=exp.column("user_id", "u").eq(exp.column("user_id", "g"))
+        table_ref(target, STG_USERS, "u"), on=exp.column("user_id", "u").eq(exp.column("user_id", "g"))
     )
 
 
-def _candidate_rows(rules: List[AffinityRule]) -> exp.Expression:
+def _candidate_rows(rules: list[AffinityRule]) -> exp.Expression:
     """A cheap condition every affinity row matching one of ``rules`` meets: its (name, value) is
     one a rule names, or its name is one a rule takes with any value.
 
@@ -312,7 +169,7 @@ def _candidate_rows(rules: List[AffinityRule]) -> exp.Expression:
     """
     pairs = sorted({(rule.name, value) for rule in rules for value in rule.values})
     any_value = sorted({rule.name for rule in rules if not rule.values})
-    filters: List[exp.Expression] = []
+    filters: list[exp.Expression] = []
     if pairs:
         wanted = exp.union(*[
             exp.select(exp.alias_(exp.Literal.string(n), "name"), exp.alias_(exp.Literal.string(v), "value"))
@@ -330,7 +187,7 @@ def _candidate_rows(rules: List[AffinityRule]) -> exp.Expression:
 def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> exp.Expression:
     """The condition one affinity row (``alias``) must meet for ``rule``."""
     col = lambda name: exp.column(name, alias)  # noqa: E731
-    parts: List[exp.Expression] = [col("name").eq(exp.Literal.string(rule.name))]
+    parts: list[exp.Expression] = [col("name").eq(exp.Literal.string(rule.name))]
     if len(rule.values) == 1:
         parts.append(col("value").eq(exp.Literal.string(rule.values[0])))
     elif rule.values:
@@ -366,7 +223,7 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
     if isinstance(rule, AffinityRule):
         return _any_bit([rule], ctx, ctx.flag_alias)
     if isinstance(rule, ProfileRule):
-        parts: List[exp.Expression] = []
+        parts: list[exp.Expression] = []
         if rule.updated_within_days is not None:
             parts.append(exp.column("last_updated_at", "u") >= ctx.since(rule.updated_within_days))
         if rule.types:
@@ -383,7 +240,7 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
     return exp.not_(exp.paren(exp.or_(*children), copy=False))
 
 
-def needs_affinity(rule: Rule, audiences: Dict[str, Audience]) -> bool:
+def needs_affinity(rule: Rule, audiences: dict[str, Audience]) -> bool:
     """Whether only a user with at least one affinity row matching some rule can match ``rule``
     (such a user has a row in the flags table). ``audiences`` resolves ``audience`` rules (the
     definitions have no cycles)."""
@@ -400,9 +257,9 @@ def needs_affinity(rule: Rule, audiences: Dict[str, Audience]) -> bool:
     return False  # none: matched by users without any row
 
 
-def _suppressed(suppression: Suppression, ctx: _Context) -> List[exp.Expression]:
+def _suppressed(suppression: Suppression, ctx: _Context) -> list[exp.Expression]:
     user = exp.column("user_id", "u")
-    conditions: List[exp.Expression] = []
+    conditions: list[exp.Expression] = []
     if suppression.user_ids:
         conditions.append(exp.not_(user.isin(*[exp.Literal.string(u) for u in sorted(set(suppression.user_ids))])))
     for table, column in suppression.tables:
@@ -444,7 +301,7 @@ def audience_insert(
     scored = dialects.parse(
         f"SELECT u.user_id, :score AS score, CAST(:matched AS BIGINT) AS matched_affinities {source}"
         " WHERE :candidate",
-        users=_t(target, STG_USERS), flags=ctx.flags_table(), score=score, matched=matched,
+        users=table_ref(target, STG_USERS), flags=ctx.flags_table(), score=score, matched=matched,
         candidate=exp.and_(*where),
     )
 
@@ -467,7 +324,7 @@ def audience_insert(
             " FROM :affinities AS a JOIN r AS r2 ON r2.user_id = a.user_id WHERE :positive) AS p"
             " WHERE p.rn <= :n)",
             # r holds live users only: the raw table spares the staging view's join
-            affinities=_t(target, AFFINITIES), n=top.n,
+            affinities=table_ref(target, AFFINITIES), n=top.n,
             user_order=dialects.binary_order(exp.column("user_id", "a"), target.dialect),
             positive=exp.or_(*[exp.paren(p) for p in positive]) if positive else exp.false(),
         )
@@ -486,19 +343,19 @@ def audience_insert(
 
 
 def segment_statements(
-    file: AudienceFile, target: Target, built_at: datetime, build_id: str, as_of: Optional[datetime] = None
-) -> List[Statement]:
+    file: AudienceFile, target: Target, built_at: datetime, build_id: str, as_of: datetime | None = None
+) -> list[Statement]:
     """Every statement of a segment build, in order (see :func:`.build.build_segments`)."""
     ctx = _Context(target, as_of or file.as_of or built_at)
     segment_names = [exp.Literal.string(a.name) for a in file.audiences]
     stamp = dialects.timestamp(built_at)
     members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
     statements = [
-        _create_if_missing(target, MEMBERS, MEMBERS_COLUMNS),
-        _create_if_missing(target, EVENTS, EVENTS_COLUMNS),
-        _create_if_missing(target, BUILDS, BUILDS_COLUMNS),
+        create_if_missing(target, MEMBERS, MEMBERS_COLUMNS),
+        create_if_missing(target, EVENTS, EVENTS_COLUMNS),
+        create_if_missing(target, BUILDS, BUILDS_COLUMNS),
         Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)),
-        _create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
+        create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
     ]
     flags = flags_select(file, ctx)
     statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))
@@ -545,7 +402,7 @@ def segment_statements(
             *[exp.select(exp.alias_(name.copy(), "segment")) for name in segment_names], distinct=False
         ) if len(segment_names) > 1 else exp.select(exp.alias_(segment_names[0].copy(), "segment")),
     )
-    statements += _replace_table(target, SIZES, sizes_select, f"table {SIZES}")
+    statements += replace_table(target, SIZES, sizes_select, f"table {SIZES}")
     statements.append(Statement(f"append {BUILDS}", dialects.parse(
         "INSERT INTO :builds (build_id, segment, members, entered, exited, built_at)"
         " SELECT s.build_id, s.segment, s.members, s.entered, s.exited, s.built_at FROM :sizes AS s",
@@ -566,5 +423,5 @@ def segment_statements(
         a_segment=dialects.binary_order(exp.column("segment", "a"), target.dialect),
         x_segment=dialects.binary_order(exp.column("segment", "x"), target.dialect),
     )
-    statements += _replace_table(target, OVERLAPS, overlaps, f"table {OVERLAPS}")
+    statements += replace_table(target, OVERLAPS, overlaps, f"table {OVERLAPS}")
     return statements

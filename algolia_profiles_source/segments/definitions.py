@@ -13,10 +13,11 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..exceptions import ConfigurationError
-from ..query import parse_datetime
+from ..times import parse_datetime
 
 MIN_SCORE, MAX_SCORE = 1.0, 20.0
 AUDIENCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -39,31 +40,31 @@ class DefinitionError(ConfigurationError):
 class ScoreRange:
     """Bounds on a score; ``*_inclusive`` say whether the bound itself matches."""
 
-    low: Optional[float] = None
+    low: float | None = None
     low_inclusive: bool = True
-    high: Optional[float] = None
+    high: float | None = None
     high_inclusive: bool = True
 
 
 @dataclass(frozen=True)
 class AffinityRule:
     name: str
-    values: Tuple[str, ...] = ()
-    score: Optional[ScoreRange] = None
-    indices: Tuple[str, ...] = ()
-    updated_within_days: Optional[float] = None
+    values: tuple[str, ...] = ()
+    score: ScoreRange | None = None
+    indices: tuple[str, ...] = ()
+    updated_within_days: float | None = None
 
 
 @dataclass(frozen=True)
 class ProfileRule:
-    updated_within_days: Optional[float] = None
-    types: Tuple[str, ...] = ()
+    updated_within_days: float | None = None
+    types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class GroupRule:
     kind: str  # "all" | "any" | "none"
-    rules: Tuple["Rule", ...]
+    rules: tuple[Rule, ...]
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,18 @@ class AudienceRule:
     audience: str
 
 
-Rule = Union[AffinityRule, ProfileRule, GroupRule, AudienceRule]
+Rule = AffinityRule | ProfileRule | GroupRule | AudienceRule
 
 
 @dataclass(frozen=True)
 class Suppression:
-    user_ids: Tuple[str, ...] = ()
-    tables: Tuple[Tuple[str, str], ...] = ()  # (table, column)
+    user_ids: tuple[str, ...] = ()
+    tables: tuple[tuple[str, str], ...] = ()  # (table, column)
 
     def __bool__(self) -> bool:
         return bool(self.user_ids or self.tables)
 
-    def __add__(self, other: "Suppression") -> "Suppression":
+    def __add__(self, other: Suppression) -> Suppression:
         return Suppression(self.user_ids + other.user_ids, self.tables + other.tables)
 
 
@@ -97,25 +98,25 @@ class Audience:
     name: str
     rule: Rule
     description: str = ""
-    exclude: Tuple[str, ...] = ()
-    min_score: Optional[float] = None
-    top: Optional[Top] = None
+    exclude: tuple[str, ...] = ()
+    min_score: float | None = None
+    top: Top | None = None
     suppress: Suppression = field(default_factory=Suppression)
 
-    def references(self) -> List[str]:
+    def references(self) -> list[str]:
         """Audiences this one depends on (through ``audience`` rules and ``exclude``)."""
         return list(self.exclude) + [r.audience for r in _leaves(self.rule, AudienceRule)]
 
-    def positive_affinity_rules(self) -> List[AffinityRule]:
+    def positive_affinity_rules(self) -> list[AffinityRule]:
         """Affinity rules not inside a ``none``: the rows that give a member its score."""
         return _leaves(self.rule, AffinityRule, enter_none=False)
 
-    def affinity_rules(self) -> List[AffinityRule]:
+    def affinity_rules(self) -> list[AffinityRule]:
         """Every affinity rule of the audience, ``none`` groups included."""
         return _leaves(self.rule, AffinityRule)
 
 
-def _leaves(rule: Rule, kind: type, enter_none: bool = True) -> List[Any]:
+def _leaves(rule: Rule, kind: type, enter_none: bool = True) -> list[Any]:
     """The rules of type ``kind`` in ``rule``'s tree, in order."""
     if isinstance(rule, kind):
         return [rule]
@@ -128,9 +129,9 @@ def _leaves(rule: Rule, kind: type, enter_none: bool = True) -> List[Any]:
 class AudienceFile:
     """A validated audience file. ``audiences`` is in dependency order (referenced ones first)."""
 
-    audiences: Tuple[Audience, ...]
+    audiences: tuple[Audience, ...]
     suppression: Suppression = field(default_factory=Suppression)
-    as_of: Optional[datetime] = None
+    as_of: datetime | None = None
     source: str = "<audiences>"
 
     def get(self, name: str) -> Audience:
@@ -142,11 +143,11 @@ class AudienceFile:
         )
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return [a.name for a in self.audiences]
 
 
-def read_file(path: Union[str, Path]) -> Dict[str, Any]:
+def read_file(path: str | Path) -> dict[str, Any]:
     """Reads a TOML or YAML audience file into plain data."""
     path = Path(path)
     if not path.is_file():
@@ -167,7 +168,7 @@ def read_file(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def load_definitions(
-    path: Union[str, Path], known_affinities: Optional[Iterable[str]] = None
+    path: str | Path, known_affinities: Iterable[str] | None = None
 ) -> AudienceFile:
     """Reads and validates an audience file (see :func:`parse_definitions`)."""
     return parse_definitions(read_file(path), known_affinities, source=str(path))
@@ -175,7 +176,7 @@ def load_definitions(
 
 def parse_definitions(
     data: Mapping[str, Any],
-    known_affinities: Optional[Iterable[str]] = None,
+    known_affinities: Iterable[str] | None = None,
     source: str = "<audiences>",
 ) -> AudienceFile:
     """Validates plain data into an :class:`AudienceFile`; raises :class:`DefinitionError`.
@@ -191,9 +192,9 @@ def parse_definitions(
 
 
 class _Parser:
-    def __init__(self, known_affinities: Optional[set]) -> None:
+    def __init__(self, known_affinities: set | None) -> None:
         self.known = known_affinities
-        self.problems: List[str] = []
+        self.problems: list[str] = []
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -221,7 +222,7 @@ class _Parser:
                 self.problem("settings.as_of", str(error))
         suppression = self.suppression("suppression", data.get("suppression", {}))
         raw = data.get("audiences", {})
-        audiences: Dict[str, Audience] = {}
+        audiences: dict[str, Audience] = {}
         if isinstance(raw, Mapping):
             if not raw:
                 self.problem("audiences", "no audience is defined")
@@ -241,7 +242,7 @@ class _Parser:
         if not isinstance(user_ids, list) or not all(isinstance(u, str) and u for u in user_ids):
             self.problem(f"{where}.user_ids", "expected a list of user IDs (strings)")
             user_ids = []
-        tables: List[Tuple[str, str]] = []
+        tables: list[tuple[str, str]] = []
         table, column = value.get("table"), value.get("column")
         if (table is None) != (column is None):
             self.problem(where, "`table` and `column` go together: name the table and its user-ID column")
@@ -254,7 +255,7 @@ class _Parser:
                 tables.append((table, column))
         return Suppression(tuple(user_ids), tuple(tables))
 
-    def audience(self, name: str, body: Any) -> Optional[Audience]:
+    def audience(self, name: str, body: Any) -> Audience | None:
         where = f"audience {name!r}"
         if not AUDIENCE_NAME.match(name):
             self.problem(where, "names are 1-64 characters of A-Z a-z 0-9 _ -")
@@ -289,7 +290,7 @@ class _Parser:
             return None
         return Audience(name, rule, description, tuple(exclude), min_score, top, suppress)
 
-    def rule(self, where: str, value: Any) -> Optional[Rule]:
+    def rule(self, where: str, value: Any) -> Rule | None:
         if not isinstance(value, Mapping):
             self.problem(where, f"expected a rule table, got {_kind(value)}")
             return None
@@ -334,14 +335,14 @@ class _Parser:
             return None
         return GroupRule(form, tuple(parsed))  # type: ignore[arg-type]
 
-    def affinity(self, where: str, value: Mapping[str, Any]) -> Optional[AffinityRule]:
+    def affinity(self, where: str, value: Mapping[str, Any]) -> AffinityRule | None:
         self.keys(where, value, ("affinity", "values", "score", "indices", "updated_within_days"))
         spec = value["affinity"]
         if not isinstance(spec, str) or not spec.strip(":"):
             self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
             return None
         name, colon, single = spec.partition(":")
-        values: List[str] = [single] if colon else []
+        values: list[str] = [single] if colon else []
         if "values" in value:
             if colon:
                 self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
@@ -364,7 +365,7 @@ class _Parser:
         days = self.days(f"{where}.updated_within_days", value.get("updated_within_days"))
         return AffinityRule(name, tuple(values), score, tuple(indices), days)
 
-    def score_value(self, where: str, value: Any) -> Optional[float]:
+    def score_value(self, where: str, value: Any) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(where, f"expected a number, got {value!r}")
             return None
@@ -373,7 +374,7 @@ class _Parser:
             return None
         return float(value)
 
-    def score_range(self, where: str, value: Any) -> Optional[ScoreRange]:
+    def score_range(self, where: str, value: Any) -> ScoreRange | None:
         if not self.keys(where, value, ("gte", "gt", "lte", "lt", "between")):
             return None
         if not value:
@@ -407,7 +408,7 @@ class _Parser:
                 return None
         return result
 
-    def days(self, where: str, value: Any) -> Optional[float]:
+    def days(self, where: str, value: Any) -> float | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -415,7 +416,7 @@ class _Parser:
             return None
         return float(value)
 
-    def order(self, audiences: Dict[str, Audience]) -> List[Audience]:
+    def order(self, audiences: dict[str, Audience]) -> list[Audience]:
         """Dependency order; unknown references and cycles are problems."""
         for audience in audiences.values():
             for ref in audience.references():
@@ -424,10 +425,10 @@ class _Parser:
                         f"audience {audience.name!r}",
                         f"refers to unknown audience {ref!r}{_did_you_mean(ref, list(audiences))}",
                     )
-        ordered: List[Audience] = []
-        state: Dict[str, str] = {}
+        ordered: list[Audience] = []
+        state: dict[str, str] = {}
 
-        def visit(name: str, path: List[str]) -> None:
+        def visit(name: str, path: list[str]) -> None:
             if state.get(name) == "done" or name not in audiences:
                 return
             if state.get(name) == "visiting":

@@ -13,7 +13,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -22,9 +22,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlglot import exp
 
-from ..exceptions import ConfigurationError
-from .build import pipeline_target
-from .compiler import MEMBERS, SIZES
+from ..exceptions import ConfigurationError, TableNotFoundError
+from ..tables import MEMBERS, SIZES
+from ..warehouse.read import open_dataset
 from .definitions import COLUMN_NAME, TABLE_NAME, _did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
@@ -43,14 +43,14 @@ class ExportResult:
 def export_audience(
     pipeline: Any,
     audience: str,
-    output_dir: Union[str, Path] = ".",
-    filename: Optional[str] = None,
+    output_dir: str | Path = ".",
+    filename: str | None = None,
     fmt: str = "csv",
     overwrite: bool = False,
-    customers: Optional[Union[str, Path]] = None,
-    customers_table: Optional[str] = None,
+    customers: str | Path | None = None,
+    customers_table: str | None = None,
     customer_key: str = "user_token",
-    opt_out_column: Optional[str] = "opted_out",
+    opt_out_column: str | None = "opted_out",
     keep_unmatched: bool = False,
 ) -> ExportResult:
     """Writes the members of ``audience`` to ``output_dir/filename`` (default ``<audience>.<fmt>``)."""
@@ -83,7 +83,7 @@ def export_audience(
     return result
 
 
-def output_path(output_dir: Union[str, Path], filename: str, overwrite: bool) -> Path:
+def output_path(output_dir: str | Path, filename: str, overwrite: bool) -> Path:
     """``output_dir/filename``, refusing paths that leave the directory and silent overwrites."""
     directory = Path(output_dir).resolve()
     candidate = (directory / filename).resolve()
@@ -99,18 +99,15 @@ def output_path(output_dir: Union[str, Path], filename: str, overwrite: bool) ->
 
 
 def _members(pipeline: Any, audience: str) -> pa.Table:
-    with pipeline.sql_client() as client:
-        target = pipeline_target(pipeline, client)
+    with open_dataset(pipeline) as dataset:
         try:
             # the last build's sizes list every audience it built, also one with no members
-            segments = [r[0] for r in client.execute_sql(
-                exp.select("segment").distinct().from_(target.table(SIZES)).sql(target.dialect)
-            )]
-        except Exception:  # no build yet: the table does not exist
+            segments = [r["segment"] for r in dataset.rows(exp.select("segment").distinct().from_(dataset.table(SIZES)))]
+        except TableNotFoundError:  # no build yet
             segments = []
         query = (
             exp.select("m.user_id", "m.score", "m.matched_affinities", "m.built_at")
-            .from_(exp.alias_(target.table(MEMBERS), "m", table=True))
+            .from_(exp.alias_(dataset.table(MEMBERS), "m", table=True))
             .where(exp.column("segment", "m").eq(exp.Literal.string(audience)))
             .order_by(exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id")
         )
@@ -119,18 +116,17 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
                 f" (built: {', '.join(sorted(segments))})" if segments else " (run `segments build` first)"
             )
             raise ConfigurationError(f"audience {audience!r} has not been built{hint}")
-        return _arrow(client, query.sql(target.dialect))
+        return dataset.arrow(query)
 
 
 def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: str) -> pa.Table:
     if not TABLE_NAME.match(customers_table):
         raise ConfigurationError(f"customers table {customers_table!r} is not a table name like crm.customers")
-    with pipeline.sql_client() as client:
-        target = pipeline_target(pipeline, client)
-        customers = target.external_table(customers_table)
+    with open_dataset(pipeline) as dataset:
+        customers = dataset.target.external_table(customers_table)
         query = (
             exp.select("m.user_id", "m.score", "m.matched_affinities", "m.built_at", "c.*")
-            .from_(exp.alias_(target.table(MEMBERS), "m", table=True))
+            .from_(exp.alias_(dataset.table(MEMBERS), "m", table=True))
             .join(
                 exp.alias_(customers, "c", table=True), join_type="left",
                 on=exp.cast(exp.column(key, "c", quoted=True), "TEXT").eq(exp.column("user_id", "m")),
@@ -139,8 +135,8 @@ def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: 
             .order_by(exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id")
         )
         try:
-            table = _arrow(client, query.sql(target.dialect))
-        except Exception as error:
+            table = dataset.arrow(query)
+        except Exception as error:  # noqa: BLE001 - a missing table or column, a type the key cannot cast
             raise ConfigurationError(
                 f"cannot join customers table {customers_table!r} on column {key!r}: {error}"
             ) from None
@@ -190,7 +186,7 @@ def _require_one_record_per_member(table: pa.Table, customers: str, key: str) ->
         )
 
 
-def _apply_customer_rules(table: pa.Table, key: str, opt_out_column: Optional[str], keep_unmatched: bool):
+def _apply_customer_rules(table: pa.Table, key: str, opt_out_column: str | None, keep_unmatched: bool):
     matched = table["_matched"]
     unmatched = int(pc.sum(pc.invert(matched)).as_py() or 0)
     keep = matched if not keep_unmatched else pa.array([True] * table.num_rows)
@@ -225,10 +221,3 @@ def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-
-
-def _arrow(client: Any, sql: str) -> pa.Table:
-    with client.execute_query(sql) as cursor:
-        columns: List[str] = [c[0] for c in cursor.description]
-        table = cursor.arrow()
-    return table if table is not None else pa.table({c: pa.array([], pa.null()) for c in columns})

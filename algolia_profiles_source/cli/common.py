@@ -1,0 +1,112 @@
+"""What every command shares: the options that pick the pipeline, exit codes and error messages,
+and printing tables."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ..exceptions import AlgoliaProfilesError, ConfigurationError, causes, find_cause
+from ..load.pipeline import DEFAULT_DATASET_NAME, DEFAULT_PIPELINE_NAME
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def pipeline_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that pick the pipeline and its destination, shared by every command."""
+    options = [
+        click.option("--pipeline-name", default=DEFAULT_PIPELINE_NAME, help="dlt pipeline name (state and working files)."),
+        click.option("--destination", default="duckdb", help="A dlt destination name (duckdb, postgres, bigquery, snowflake...)."),
+        click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset (schema) of the tables."),
+        click.option("--dir", "workdir", default=None, type=click.Path(file_okay=False),
+                     help="Keep the pipeline's files (and the DuckDB file) in this folder instead of dlt's defaults."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def open_pipeline(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None) -> Any:
+    from ..load.pipeline import make_pipeline
+
+    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir)
+
+
+def echo_counts(counts: dict[str, int]) -> None:
+    for table, count in counts.items():
+        click.echo(f"   {table:<24} {count:>10,} rows")
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """A readable table on a terminal, plain aligned text otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        numeric = bool(rows) and isinstance(rows[0].get(column), (int, float))
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*[cell(row.get(column)) for column in columns])
+    Console(soft_wrap=True).print(table)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@contextmanager
+def errors_as_exit_codes() -> Iterator[None]:
+    """Prints the first error of ours (or dlt's config error) and exits 1 or 2; no traceback."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt, BrokenPipeError):
+        raise  # click stops quietly on a closed pipe (`segments sql | head`)
+    except Exception as error:  # noqa: BLE001 - the CLI's last line of defence
+        if os.environ.get("ALGOLIA_PROFILES_TRACEBACK"):
+            traceback.print_exc()
+        ours = find_cause(error, AlgoliaProfilesError)
+        if ours is not None:
+            code = EXIT_USAGE if isinstance(ours, ConfigurationError) else EXIT_FAILED
+            click.echo(f"error: {ours}", err=True)
+            raise SystemExit(code) from None
+        from ..load.duckdb import busy_message, duckdb_lock_conflict
+
+        conflict = duckdb_lock_conflict(error)
+        if conflict is not None:  # a read while a load holds the file: try again later
+            click.echo(f"error: {busy_message(conflict)}", err=True)
+            raise SystemExit(EXIT_FAILED) from None
+        unwritable = _unwritable_location(error)
+        if unwritable is not None:
+            click.echo(f"error: {unwritable}: choose a location you can write to (--dir, --output-dir or"
+                       " --output)", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+        from dlt.common.configuration.exceptions import ConfigurationException
+
+        config_error = find_cause(error, ConfigurationException)
+        if config_error is not None:
+            click.echo(f"error: configuration: {config_error}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+        click.echo(f"error: {type(error).__name__}: {error}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
+
+
+def _unwritable_location(error: BaseException) -> str | None:
+    """What is wrong when ``error`` comes from a path that cannot be created or written."""
+    denied = find_cause(error, (PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError))
+    if isinstance(denied, OSError):
+        return f"cannot use {denied.filename!r}: {denied.strerror}" if denied.filename else str(denied)
+    duck = next((cause for cause in causes(error) if type(cause).__name__ == "IOException" and (
+        "Cannot open file" in str(cause) or "Permission denied" in str(cause))), None)
+    return str(duck).removeprefix("IO Error: ") if duck is not None else None

@@ -1,0 +1,180 @@
+"""Running the source in a dlt pipeline: the function behind ``algolia-profiles load`` and the demo."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.pipeline import LoadInfo
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from .. import algolia_profiles
+from ..exceptions import ApiError, ConfigurationError
+from ..tables import LOADED_TABLES
+from .duckdb import (
+    bounded_initial_load,
+    create_duckdb_file,
+    duckdb_credentials,
+    duckdb_path,
+    out_of_memory,
+    waiting_for_duckdb_lock,
+)
+from .reconcile import check_min_seen_share, mark_deleted
+from .state import last_run
+from .working_dir import drop_leftover_extracted_packages, exclusive
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PIPELINE_NAME = "algolia_profiles"
+DEFAULT_DATASET_NAME = "algolia"
+
+
+@dataclass
+class LoadResult:
+    """What a load did: dlt's load info, the run's counters and the tables' row counts."""
+
+    pipeline: Any
+    load_info: LoadInfo
+    run: dict[str, Any] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def database(self) -> str | None:
+        """The DuckDB file loaded into (None for other destinations)."""
+        return duckdb_path(self.pipeline)
+
+
+def make_pipeline(
+    pipeline_name: str = DEFAULT_PIPELINE_NAME,
+    destination: Any = "duckdb",
+    dataset_name: str = DEFAULT_DATASET_NAME,
+    pipelines_dir: str | None = None,
+    duckdb_path: str | None = None,
+    workdir: str | None = None,
+) -> Any:
+    """A dlt pipeline for the profiles (new, or attached to the one with this name).
+
+    ``workdir`` keeps everything in one folder: the pipeline's working files in ``workdir/pipelines``
+    and, for DuckDB, the database in ``workdir/<pipeline_name>.duckdb``. ``duckdb_path`` picks the
+    DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``, and
+    ``<pipeline_name>.duckdb`` in the folder of the pipeline's first run). A DuckDB file that does
+    not exist yet is created here (:func:`create_duckdb_file`).
+    """
+    from dlt.common.schema.utils import is_valid_schema_name
+
+    if not isinstance(pipeline_name, str) or not is_valid_schema_name(pipeline_name):
+        # dlt names the pipeline's folder and its schema after it: refuse before creating either
+        raise ConfigurationError(
+            f"pipeline name {pipeline_name!r} is not valid: use letters, digits and underscores only,"
+            " not starting with a digit (at most 64 characters), e.g. algolia_profiles_eu"
+        )
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
+        if destination == "duckdb" and duckdb_path is None:
+            duckdb_path = str(Path(workdir) / f"{pipeline_name}.duckdb")
+    if duckdb_path is not None:
+        if Path(duckdb_path).stem == dataset_name:
+            # DuckDB names the catalog after the file; a schema of the same name is ambiguous
+            raise ConfigurationError(
+                f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
+                " rename one of them"
+            )
+        destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path, pipeline_name))
+    try:
+        pipeline = dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=destination,
+            dataset_name=dataset_name,
+            pipelines_dir=pipelines_dir,
+        )
+        if destination == "duckdb":
+            # dlt's default file (./<pipeline_name>.duckdb, or the configured credentials): hold its
+            # credentials too, so run_source can bound the initial load wherever the file is
+            path = pipeline.destination_client().config.credentials.database  # resolves, does not connect
+            return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir, duckdb_path=path)
+        # before any command connects: DuckDB picks a file's format when it creates the file
+        create_duckdb_file(pipeline)
+        return pipeline
+    except UnknownDestinationModule as error:
+        raise ConfigurationError(
+            f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"
+            " postgres, bigquery, snowflake or motherduck (and install its extra, e.g."
+            " pip install 'algolia-profiles[postgres]')"
+        ) from error
+
+
+def load_profiles(
+    pipeline: Any, reconcile: bool = False, min_seen_share: float = 0.5, **source_args: Any
+) -> LoadResult:
+    """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary.
+
+    With ``reconcile``, the run walks every profile and then marks the users it did not see as
+    deleted (see :mod:`.reconcile`), unless it saw fewer than ``min_seen_share`` of the live users.
+    """
+    min_seen_share = check_min_seen_share(min_seen_share)
+    source = algolia_profiles(reconcile=reconcile, **source_args)
+    with exclusive(pipeline):
+        create_duckdb_file(pipeline)  # before a pending package's load connects
+        drop_leftover_extracted_packages(pipeline)
+        if pipeline.has_pending_data:
+            # a failed or killed run left a package: dlt finishes it and would ignore new data
+            logger.warning("finishing the load package a previous run left pending")
+            waiting_for_duckdb_lock(pipeline.run)
+        load_info = run_source(pipeline, source)
+        run = last_run(pipeline)
+        if run.get("load_id") not in load_info.loads_ids:
+            raise ApiError(
+                "the run did not load a new walk (dlt only finished pending packages); run again"
+            )
+        if reconcile:
+            result = waiting_for_duckdb_lock(
+                lambda: mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
+            )
+            run["deleted"] = result.deleted
+    return LoadResult(
+        pipeline=pipeline,
+        load_info=load_info,
+        run=run,
+        row_counts=waiting_for_duckdb_lock(lambda: row_counts(pipeline)),
+    )
+
+
+def run_source(pipeline: Any, source: Any) -> LoadInfo:
+    """``pipeline.run(source)`` in its three steps, so that the load of an initial export into DuckDB
+    runs with DuckDB's memory bounded (:func:`bounded_initial_load`)."""
+    create_duckdb_file(pipeline)  # before anything connects: DuckDB picks a file's format when it creates it
+    if pipeline.config.restore_from_destination:
+        waiting_for_duckdb_lock(pipeline.sync_destination)
+    pipeline.extract(source)
+    pipeline.normalize()
+    run = last_run(pipeline)
+    if not (run.get("initial") and run.get("load_id") in pipeline.list_normalized_load_packages()):
+        return waiting_for_duckdb_lock(pipeline.load)
+    with bounded_initial_load(pipeline) as bounded:
+        try:
+            return waiting_for_duckdb_lock(pipeline.load)
+        except PipelineStepFailed as error:
+            if not (bounded and out_of_memory(error)):
+                raise
+            failure = error
+    # the jobs that completed stay loaded: dlt runs the ones left
+    logger.warning("the bounded load ran out of memory (%s); loading again with DuckDB's defaults", failure)
+    return waiting_for_duckdb_lock(pipeline.load)
+
+
+def row_counts(pipeline: Any) -> dict[str, int]:
+    """Rows per table of the dataset (tables not loaded yet are left out)."""
+    counts: dict[str, int] = {}
+    schema_tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    with pipeline.sql_client() as client:
+        for table in LOADED_TABLES:
+            if table not in schema_tables:
+                continue
+            name = client.make_qualified_table_name(table)
+            counts[table] = client.execute_sql(f"SELECT count(*) FROM {name}")[0][0]
+    return counts

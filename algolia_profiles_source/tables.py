@@ -1,0 +1,141 @@
+"""Every table this package writes or builds: its name, and for the loaded tables their Arrow
+schema and dlt hints. The loaded tables are the warehouse contract:
+
+``users``: ``user_id`` (key), ``type``, ``last_updated_at`` (timestamp, UTC), ``affinity_count``,
+``deleted_at`` (always null when loaded; set by a reconcile when the profile is gone from Algolia).
+``user_affinities``: ``user_id``, ``name``, ``value``, ``score`` (double), ``indices`` (list of
+index names, a JSON column in the warehouse), ``last_updated_at``; key (``user_id``, ``name``,
+``value``).
+``rejected_records``: malformed records with the reason (appended).
+``personalization_config``: the ``GET /2/config`` snapshot, one row per index (replaced each run).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+import pyarrow as pa
+
+# loaded by the source
+USERS = "users"
+AFFINITIES = "user_affinities"
+CONFIG = "personalization_config"
+REJECTED = "rejected_records"
+LOADED_TABLES = (USERS, AFFINITIES, CONFIG, REJECTED)
+# the resource that writes users, user_affinities and rejected_records (its state holds the cursor)
+PROFILES_RESOURCE = "profiles"
+
+# models, built in the warehouse from the loaded tables
+STG_USERS = "stg_algolia__users"
+STG_AFFINITIES = "stg_algolia__user_affinities"
+STG_CONFIG = "stg_algolia__personalization_config"
+INDEX_COVERAGE = "affinity_index_coverage"
+CATALOG = "affinity_catalog"
+TOP_AFFINITIES = "user_top_affinities"
+
+# audiences, built in the warehouse from the models
+MEMBERS = "segment_members"
+MEMBERS_NEXT = "segment_members__next"
+# per-user flags of every affinity rule, computed in one pass (a temporary table where possible)
+WORK_FLAGS = "segment_user_flags__work"
+SIZES = "segment_sizes"
+OVERLAPS = "segment_overlaps"
+EVENTS = "segment_membership_events"
+BUILDS = "segment_builds"
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+USERS_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("type", pa.string()),
+        pa.field("last_updated_at", TIMESTAMP),
+        pa.field("affinity_count", pa.int64(), nullable=False),
+        pa.field("deleted_at", TIMESTAMP),
+    ]
+)
+
+DELETED_COLUMN = "_deleted"
+LOAD_ID_COLUMN = "_dlt_load_id"
+
+AFFINITIES_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("indices", pa.list_(pa.string())),
+        pa.field("last_updated_at", TIMESTAMP),
+        pa.field(DELETED_COLUMN, pa.bool_()),
+    ]
+)
+
+AFFINITIES_SCHEMA_JSON_INDICES = AFFINITIES_SCHEMA.set(
+    AFFINITIES_SCHEMA.get_field_index("indices"), pa.field("indices", pa.string())
+)
+
+# dlt column hints: types declared up front, never inferred from a first page.
+USERS_COLUMNS: dict[str, dict[str, Any]] = {
+    "user_id": {"data_type": "text", "nullable": False, "primary_key": True},
+    "type": {"data_type": "text", "nullable": True},
+    "last_updated_at": {
+        "data_type": "timestamp",
+        "timezone": True,
+        "nullable": True,
+        "dedup_sort": "desc",
+    },
+    "affinity_count": {"data_type": "bigint", "nullable": False},
+    "deleted_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
+}
+
+AFFINITIES_COLUMNS: dict[str, dict[str, Any]] = {
+    "user_id": {"data_type": "text", "nullable": False, "merge_key": True},
+    "name": {"data_type": "text", "nullable": False},
+    "value": {"data_type": "text", "nullable": False},
+    "score": {"data_type": "double", "nullable": True},
+    "indices": {"data_type": "json", "nullable": True},
+    "last_updated_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
+    DELETED_COLUMN: {"data_type": "bool", "nullable": True, "hard_delete": True},
+}
+AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
+
+
+REJECTED_COLUMNS: dict[str, dict[str, Any]] = {
+    "reason": {"data_type": "text", "nullable": False},
+    "user_id": {"data_type": "text", "nullable": True},
+    "record": {"data_type": "text", "nullable": True},
+    "rejected_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+}
+
+
+def profile_table_hints(write_disposition: str) -> tuple[Any, Any]:
+    """Hints of ``users`` and ``user_affinities``; only the write disposition varies by run.
+
+    Merge-only column hints (``hard_delete``, ``dedup_sort``) are left out of a replace, where dlt
+    would ignore them with a warning; the next merge adds them back.
+    """
+
+    def columns(spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if write_disposition == "merge":
+            return spec
+        merge_only = ("hard_delete", "dedup_sort")
+        return {name: {k: v for k, v in hints.items() if k not in merge_only} for name, hints in spec.items()}
+
+    users = dlt.mark.make_hints(
+        table_name=USERS,
+        write_disposition=write_disposition,
+        primary_key="user_id",
+        columns=columns(USERS_COLUMNS),
+    )
+    affinities = dlt.mark.make_hints(
+        table_name=AFFINITIES,
+        write_disposition=write_disposition,
+        primary_key=list(AFFINITIES_PRIMARY_KEY),
+        merge_key="user_id",
+        columns=columns(AFFINITIES_COLUMNS),
+    )
+    return users, affinities
+
+
+REJECTED_HINTS = dlt.mark.make_hints(table_name=REJECTED, write_disposition="append", columns=REJECTED_COLUMNS)
