@@ -252,8 +252,7 @@ def _arrow_written_as_csv() -> bool:
 
 def _personalization_config(client: ProfilesClient) -> Iterator[dict[str, Any]]:
     """One row per index of ``GET /2/config``: its affinity attributes, source and status."""
-    profiles_state = dlt.current.source_state().get("resources", {}).get(PROFILES_RESOURCE, {})
-    check_application(profiles_state, client.application_id)  # before the request
+    check_application(dlt.current.resource_state(PROFILES_RESOURCE), client.application_id)  # before the request
     config = client.get_config()
     status = config.get("status") or {}
     realtime = ((config.get("features") or {}).get("realtime") or {}).get("enabled")
