@@ -351,8 +351,9 @@ def segment_statements(
     stamp = dialects.timestamp(built_at)
     members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
     statements = [
-        create_if_missing(target, MEMBERS, MEMBERS_COLUMNS),
-        create_if_missing(target, EVENTS, EVENTS_COLUMNS),
+        # exports and `segments show` read one audience; history queries one audience's events
+        create_if_missing(target, MEMBERS, MEMBERS_COLUMNS, cluster_by=("segment",)),
+        create_if_missing(target, EVENTS, EVENTS_COLUMNS, cluster_by=("segment", "built_at")),
         create_if_missing(target, BUILDS, BUILDS_COLUMNS),
         Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)),
         create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),

@@ -102,6 +102,18 @@ def rename_table(target: Target, name: str, new_name: str) -> exp.Expression:
     )
 
 
+# Where clustering cuts what a query scans: BigQuery bills the bytes of the blocks it reads and
+# prunes blocks by cluster columns; Snowflake prunes micro-partitions by its clustering key.
+CLUSTERED = ("bigquery", "snowflake")
+
+
+def cluster_properties(columns: tuple[str, ...], dialect: str) -> exp.Properties | None:
+    """``CLUSTER BY columns`` for a ``CREATE TABLE`` in warehouses that reward it, else nothing."""
+    if not columns or dialect not in CLUSTERED:
+        return None
+    return exp.Properties(expressions=[exp.ClusterProperty(expressions=[exp.column(c) for c in columns])])
+
+
 def binary_order(column: exp.Expression, dialect: str) -> exp.Expression:
     """Orders text byte-wise, like DuckDB, BigQuery and Snowflake by default (Postgres needs C)."""
     if dialect == "postgres":

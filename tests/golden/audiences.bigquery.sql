@@ -119,7 +119,8 @@ CREATE TABLE IF NOT EXISTS algolia.segment_members (
   score FLOAT64,
   matched_affinities INT64,
   built_at TIMESTAMP
-);
+)
+CLUSTER BY segment;
 
 -- create segment_membership_events if missing
 CREATE TABLE IF NOT EXISTS algolia.segment_membership_events (
@@ -128,7 +129,8 @@ CREATE TABLE IF NOT EXISTS algolia.segment_membership_events (
   event STRING,
   build_id STRING,
   built_at TIMESTAMP
-);
+)
+CLUSTER BY segment, built_at;
 
 -- create segment_builds if missing
 CREATE TABLE IF NOT EXISTS algolia.segment_builds (

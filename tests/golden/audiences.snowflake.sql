@@ -124,7 +124,8 @@ CREATE TABLE IF NOT EXISTS algolia.segment_members (
   score DOUBLE,
   matched_affinities BIGINT,
   built_at TIMESTAMPTZ
-);
+)
+CLUSTER BY (segment);
 
 -- create segment_membership_events if missing
 CREATE TABLE IF NOT EXISTS algolia.segment_membership_events (
@@ -133,7 +134,8 @@ CREATE TABLE IF NOT EXISTS algolia.segment_membership_events (
   event VARCHAR,
   build_id VARCHAR,
   built_at TIMESTAMPTZ
-);
+)
+CLUSTER BY (segment, built_at);
 
 -- create segment_builds if missing
 CREATE TABLE IF NOT EXISTS algolia.segment_builds (
