@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..exceptions import AlgoliaProfilesError, ConfigurationError, causes, find_cause
+from ..load.destination import connection_failure, missing_settings
 from ..load.pipeline import DEFAULT_DATASET_NAME, DEFAULT_PIPELINE_NAME
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -87,13 +88,21 @@ def errors_as_exit_codes() -> Iterator[None]:
         if conflict is not None:  # a read while a load holds the file: try again later
             click.echo(f"error: {busy_message(conflict)}", err=True)
             raise SystemExit(EXIT_FAILED) from None
+        unreachable = connection_failure(error)
+        if unreachable is not None:
+            click.echo(f"error: {unreachable}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
         unwritable = _unwritable_location(error)
         if unwritable is not None:
             click.echo(f"error: {unwritable}: choose a location you can write to (--dir, --output-dir or"
                        " --output)", err=True)
             raise SystemExit(EXIT_USAGE) from None
-        from dlt.common.configuration.exceptions import ConfigurationException
+        from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigurationException
 
+        missing = find_cause(error, ConfigFieldMissingException)
+        if missing is not None:
+            click.echo(f"error: {missing_settings(missing, 'the pipeline')}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
         config_error = find_cause(error, ConfigurationException)
         if config_error is not None:
             click.echo(f"error: configuration: {config_error}", err=True)

@@ -15,6 +15,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from .. import algolia_profiles
 from ..exceptions import ApiError, ConfigurationError
 from ..tables import LOADED_TABLES
+from .destination import check_destination, unknown_destination
 from .duckdb import (
     bounded_initial_load,
     create_duckdb_file,
@@ -72,6 +73,8 @@ def make_pipeline(
             f"pipeline name {pipeline_name!r} is not valid: use letters, digits and underscores only,"
             " not starting with a digit (at most 64 characters), e.g. algolia_profiles_eu"
         )
+    if destination != "duckdb" and duckdb_path is None:
+        check_destination(destination, pipeline_name, dataset_name)  # before any folder is made
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
@@ -101,11 +104,7 @@ def make_pipeline(
         create_duckdb_file(pipeline)
         return pipeline
     except UnknownDestinationModule as error:
-        raise ConfigurationError(
-            f"unknown destination {destination!r}: use a dlt destination name such as duckdb,"
-            " postgres, bigquery, snowflake or motherduck (and install its extra, e.g."
-            " pip install 'algolia-profiles[postgres]')"
-        ) from error
+        raise unknown_destination(destination) from error
 
 
 def load_profiles(
