@@ -1,0 +1,211 @@
+"""Probe: the project's model and audience SQL, compiled for BigQuery, executed by bqemulator (through
+the official client), gives the members DuckDB's build gives (and the oracle's); and how far dlt's
+bigquery destination gets loading the profiles into it.
+
+The profiles reach BigQuery without dlt's BigQuery destination (see the last tests for why): loaded
+into DuckDB by ``load_profiles``, read back, and inserted with a load job, each column typed as dlt's
+BigQuery destination types it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tomllib
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
+from algolia_profiles_source.emulator import Emulator
+from algolia_profiles_source.pipeline import make_pipeline
+from algolia_profiles_source.segments import (
+    build_segments, load_definitions, model_statements, segment_statements, static_target,
+)
+from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator, run
+from tests.test_segments import NOW, add_injection_profile, expected, members_of
+from tests.warehouses.bigquery_server import (  # noqa: F401  (fixtures)
+    PROJECT, bigquery_client, bigquery_destination, bigquery_endpoint,
+)
+
+TABLES = ("users", "user_affinities", "personalization_config")
+DATASET = "algolia_probe"
+BUILD_ID = "20261128T060000000000Z"
+
+# dlt's sql client asks google-cloud-bigquery for a Storage API client it does not need
+pytestmark = pytest.mark.filterwarnings("ignore:Cannot create BigQuery Storage client:UserWarning")
+
+
+def bigquery_type(data_type: str) -> str:
+    """The column type dlt's BigQuery destination creates for a dlt data type."""
+    from dlt.destinations.impl.bigquery.factory import BigQueryTypeMapper
+
+    return {**BigQueryTypeMapper.sct_to_unbound_dbt, "decimal": "NUMERIC"}[data_type]
+
+
+def _jsonable(value: Any, data_type: str) -> Any:
+    if value is None:
+        return None
+    if data_type == "json":
+        return json.loads(value) if isinstance(value, str) else value
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat()
+    if isinstance(value, (date, Decimal)):
+        return str(value)
+    return value
+
+
+def copy_to_bigquery(duck_pipeline: Any, bq: Any, dataset: str) -> Dict[str, int]:
+    """Every column of the profile tables, from the DuckDB pipeline into ``dataset`` (created)."""
+    from google.cloud import bigquery
+
+    bq.create_dataset(dataset, exists_ok=True)
+    counts = {}
+    for table in TABLES:
+        columns = duck_pipeline.default_schema.get_table_columns(table)
+        with duck_pipeline.sql_client() as client:
+            name = client.make_qualified_table_name(table)
+            with client.execute_query(f"SELECT * FROM {name}") as cursor:
+                names = [c[0] for c in cursor.description]
+                rows = cursor.fetchall()
+        assert set(names) == set(columns), (table, names, list(columns))
+        types = {n: columns[n]["data_type"] for n in names}
+        schema = [bigquery.SchemaField(n, bigquery_type(types[n])) for n in names]
+        ndjson = "".join(
+            json.dumps({n: _jsonable(v, types[n]) for n, v in zip(names, row)}) + "\n" for row in rows
+        )
+        # load_table_from_file without a size: a resumable upload, as dlt's destination does.
+        # (load_table_from_json sends a multipart upload whose media part is typed */*, which
+        # bqemulator 1.4.0 rejects: "multipart upload's second part has unsupported Content-Type")
+        job = bq.load_table_from_file(
+            io.BytesIO(ndjson.encode()), f"{PROJECT}.{dataset}.{table}",
+            job_config=bigquery.LoadJobConfig(
+                schema=schema, write_disposition="WRITE_TRUNCATE",
+                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            ),
+        )
+        job.result()
+        counts[table] = len(rows)
+    return counts
+
+
+def bigquery_build(bq: Any, dataset: str, audiences: Any) -> List[str]:
+    """The statements ``algolia-profiles segments sql --dialect bigquery`` prints, run one by one."""
+    target = static_target("bigquery", dataset)
+    file = load_definitions(audiences)
+    built_at = datetime.now(timezone.utc)
+    statements = model_statements(target) + segment_statements(file, target, built_at, BUILD_ID, NOW)
+    labels = []
+    for statement in statements:
+        bq.query(statement.tree.sql(dialect="bigquery")).result()
+        labels.append(statement.label)
+    return labels
+
+
+def bq_rows(bq: Any, dataset: str, table: str, columns: str) -> List[Tuple[Any, ...]]:
+    return sorted(tuple(row.values()) for row in bq.query(f"SELECT {columns} FROM `{dataset}`.`{table}`").result())
+
+
+def duck_rows(pipeline: Any, table: str, columns: str) -> List[Tuple[Any, ...]]:
+    with pipeline.sql_client() as client:
+        return sorted(map(tuple, client.execute_sql(f"SELECT {columns} FROM {client.make_qualified_table_name(table)}")))
+
+
+def close(a: List[Tuple[Any, ...]], b: List[Tuple[Any, ...]]) -> None:
+    assert len(a) == len(b), (len(a), len(b))
+    for left, right in zip(a, b):
+        for x, y in zip(left, right):
+            if isinstance(x, float) or isinstance(y, float):
+                assert x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (left, right)
+            else:
+                assert x == y, (left, right)
+
+
+@pytest.fixture(scope="module")
+def duck_built(tmp_path_factory) -> Iterator[Tuple[Emulator, Any]]:
+    """600 profiles loaded into DuckDB by ``load_profiles``, the example audiences built there."""
+    workdir = tmp_path_factory.mktemp("bigquery_source")
+    with Emulator(app_id=APP_ID, api_key=API_KEY, n_users=600, seed=21, now=NOW) as emu:
+        add_injection_profile(emu)
+        pipeline = make_pipeline("bigquery_probe_source", workdir=str(workdir))
+        run(pipeline, emu, page_size=200)
+        build_segments(pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
+        yield emu, pipeline
+
+
+def test_bigquery_sql_builds_the_members_duckdb_builds(duck_built, bigquery_client):  # noqa: F811
+    emu, duck = duck_built
+    counts = copy_to_bigquery(duck, bigquery_client, DATASET)
+    assert counts["users"] == len(emu.store) and counts["user_affinities"] > counts["users"]
+
+    labels = bigquery_build(bigquery_client, DATASET, EXAMPLE_AUDIENCES)
+    assert any(label.startswith("audience ") for label in labels)
+
+    definitions = tomllib.loads(EXAMPLE_AUDIENCES.read_text())
+    want = expected(emu, {**definitions, "settings": {"as_of": NOW}})
+    got: Dict[str, Dict[str, Tuple[Any, int]]] = {}
+    for segment, user_id, score, matched in bq_rows(
+        bigquery_client, DATASET, "segment_members", "segment, user_id, score, matched_affinities"
+    ):
+        got.setdefault(segment, {})[user_id] = (score, matched)
+    assert got == members_of(duck) == want
+    assert all(len(m) > 10 for m in want.values())
+
+    sizes = "segment, members, entered, exited, share_of_users"
+    close(bq_rows(bigquery_client, DATASET, "segment_sizes", sizes), duck_rows(duck, "segment_sizes", sizes))
+    overlaps = "segment_a, segment_b, overlap, pct_of_a, pct_of_b, jaccard"
+    close(bq_rows(bigquery_client, DATASET, "segment_overlaps", overlaps), duck_rows(duck, "segment_overlaps", overlaps))
+    # percentiles left out: BigQuery's APPROX_QUANTILES is approximate by definition
+    catalog = "name, value, users, share_of_users, score_min, score_avg, score_max, index_count"
+    close(bq_rows(bigquery_client, DATASET, "affinity_catalog", catalog), duck_rows(duck, "affinity_catalog", catalog))
+    top = "user_id, name, value, score, affinity_rank"
+    close(bq_rows(bigquery_client, DATASET, "user_top_affinities", top), duck_rows(duck, "user_top_affinities", top))
+    coverage = "name, value, index_name, users"
+    assert bq_rows(bigquery_client, DATASET, "affinity_index_coverage", coverage) == duck_rows(
+        duck, "affinity_index_coverage", coverage)
+
+
+def test_dlt_bigquery_destination_loads_and_merges_into_the_emulator(bigquery_destination, tmp_path):  # noqa: F811
+    """The plumbing: dlt's own BigQuery load (resumable uploads of jsonl files, JSON column, merge
+    in a session transaction) works against bqemulator."""
+    import dlt
+
+    @dlt.resource(primary_key="user_id", write_disposition="merge", columns={"indices": {"data_type": "json"}})
+    def users(n):
+        for i in range(n):
+            yield {"user_id": f"u{i}", "indices": ["products", f"index_{i % 2}"], "score": i * 1.5}
+
+    pipeline = dlt.pipeline("bigquery_plumbing", destination=bigquery_destination(), dataset_name="plumbing",
+                            pipelines_dir=str(tmp_path / "pipelines"))
+    pipeline.run(users(3), loader_file_format="jsonl")
+    pipeline.run(users(5), loader_file_format="jsonl")
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("SELECT user_id, indices, score FROM plumbing.users ORDER BY user_id")
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (f"u{i}", ["products", f"index_{i % 2}"], i * 1.5) for i in range(5)
+    ]
+
+
+def test_load_profiles_into_bigquery(emulator_factory, bigquery_destination, tmp_path):  # noqa: F811
+    """``load_profiles`` on dlt's bigquery destination. Known to stop before any table is loaded:
+    the profiles resource yields Arrow tables, written as parquet, and dlt 1.31's BigQuery
+    destination refuses a ``json`` column (``user_affinities.indices``) from a parquet file
+    (``UnsupportedDataType`` in ``verify_schema``) - a dlt capability check, the same against real
+    BigQuery. Marked xfail for exactly that error; any other failure fails the test."""
+    from dlt.common.destination.exceptions import UnsupportedDataType
+
+    emu = emulator_factory(n_users=60, seed=4, now=NOW)
+    pipeline = make_pipeline("bigquery_profiles", destination=bigquery_destination(), dataset_name="algolia_dlt",
+                             pipelines_dir=str(tmp_path / "pipelines"))
+    try:
+        run(pipeline, emu, page_size=60)
+    except PipelineStepFailed as error:
+        cause = error.__cause__
+        if error.step == "load" and isinstance(cause, UnsupportedDataType) and cause.column == "indices":
+            pytest.xfail(f"known: {cause}")
+        raise
+    assert_warehouse_equals_emulator(pipeline, emu)
