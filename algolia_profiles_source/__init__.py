@@ -42,7 +42,7 @@ from .extract.walk import ProfilesWalk
 from .http.client import ProfilesClient
 from .http.query import ProfilesQuery, build_query
 from .http.rate_limit import RateGovernor
-from .tables import CONFIG, PROFILES_RESOURCE, USERS
+from .tables import AFFINITIES, CONFIG, PROFILES_RESOURCE, USERS
 from .times import format_rfc3339, parse_datetime, seconds
 
 __all__ = [
@@ -191,7 +191,7 @@ def _profiles(
         # Arrow items skip dlt's normalizer, which would add _dlt_load_id to dict rows: the walk
         # adds it, so every row can be joined to _dlt_loads like rows of any other dlt table
         load_id=dlt.current.load_package_state()["load_id"],
-        indices_as_json=_arrow_written_as_csv(),
+        indices=_indices_encoding(),
     )
     yield from walk.items()
     if walk.profiles == 0 and query.indices:
@@ -237,17 +237,37 @@ def _has_table(name: str) -> bool:
         return True
 
 
-def _arrow_written_as_csv() -> bool:
-    """True when the running pipeline's destination receives Arrow tables as CSV (Postgres does,
-    unless told otherwise): CSV cannot hold a list column."""
+def _destination() -> Any:
+    """The running pipeline's destination (None when the source is iterated on its own)."""
     try:
-        capabilities = dlt.current.pipeline().destination.capabilities()
-    except Exception:  # no pipeline or no destination: the source is iterated on its own
-        return False
+        return dlt.current.pipeline().destination
+    except Exception:  # noqa: BLE001 - no pipeline is active
+        return None
+
+
+def _indices_encoding() -> str:
+    """How ``user_affinities.indices`` reaches the running pipeline's destination (see
+    :data:`.tables.INDICES_ENCODINGS`): ``list`` where Arrow tables are written as parquet and dlt
+    loads a json column from it, ``json`` (JSON text into the json column) where they are written as
+    CSV, which cannot hold a list (Postgres), ``text`` (a text column holding a JSON array) where dlt
+    cannot load a json column from parquet (BigQuery)."""
+    destination = _destination()
+    if destination is None:  # the source is iterated on its own
+        return "list"
+    capabilities = destination.capabilities()
     formats = [f for f in capabilities.supported_loader_file_formats if f in ("parquet", "csv")]
     preferred = capabilities.preferred_loader_file_format
     chosen = preferred if preferred in formats else (formats[0] if formats else None)
-    return chosen == "csv"
+    if chosen == "csv":
+        return "json"
+    column = {"name": "indices", "data_type": "json", "nullable": True}
+    try:
+        capabilities.get_type_mapper().ensure_supported_type(
+            column, {"name": AFFINITIES, "columns": {"indices": column}}, "parquet"
+        )
+    except Exception:  # noqa: BLE001 - dlt's refusal: a json column cannot come from parquet here
+        return "text"
+    return "list"
 
 
 def _personalization_config(client: ProfilesClient) -> Iterator[dict[str, Any]]:

@@ -91,16 +91,20 @@ USERS_COLUMNS: dict[str, dict[str, Any]] = {
 
 AFFINITIES_COLUMNS: dict[str, dict[str, Any]] = {
     "user_id": {"data_type": "text", "nullable": False, "merge_key": True},
-    # every audience rule selects rows by name and value: BigQuery and Snowflake cluster on them
-    # (CLUSTER BY), so a build reads only the blocks of the affinities its rules name
-    "name": {"data_type": "text", "nullable": False, "cluster": True},
-    "value": {"data_type": "text", "nullable": False, "cluster": True},
+    "name": {"data_type": "text", "nullable": False},
+    "value": {"data_type": "text", "nullable": False},
     "score": {"data_type": "double", "nullable": True},
     "indices": {"data_type": "json", "nullable": True},
     "last_updated_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
     DELETED_COLUMN: {"data_type": "bool", "nullable": True, "hard_delete": True},
 }
 AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
+# every audience rule selects affinity rows by name and value: BigQuery and Snowflake cluster the table
+# on them (CLUSTER BY), so a build reads only the blocks of the affinities its rules name
+AFFINITIES_CLUSTER = ("name", "value")
+# BigQuery takes the clustering from this table hint, in this order (its per-column form is deprecated);
+# Snowflake from the per-column "cluster" hints
+BIGQUERY_CLUSTER_HINT = "x-bigquery-cluster-columns"
 
 
 REJECTED_COLUMNS: dict[str, dict[str, Any]] = {
@@ -111,18 +115,34 @@ REJECTED_COLUMNS: dict[str, dict[str, Any]] = {
 }
 
 
-def profile_table_hints(write_disposition: str) -> tuple[Any, Any]:
-    """Hints of ``users`` and ``user_affinities``; only the write disposition varies by run.
+# How user_affinities.indices reaches a destination (the source picks one per destination):
+# - "list": an Arrow list of strings in parquet, loaded into a json column (DuckDB: JSON; Snowflake:
+#   VARIANT holding an ARRAY; MotherDuck);
+# - "json": JSON text in CSV, loaded into a json column (Postgres: jsonb);
+# - "text": JSON text in parquet, loaded into a text column (BigQuery: STRING), because dlt cannot load
+#   a json column from parquet into BigQuery; the audiences read it with JSON_VALUE_ARRAY.
+INDICES_ENCODINGS = ("list", "json", "text")
+
+
+def profile_table_hints(write_disposition: str, indices: str = "list") -> tuple[Any, Any]:
+    """Hints of ``users`` and ``user_affinities``: the write disposition varies by run, the type of
+    ``indices`` by destination (:data:`INDICES_ENCODINGS`).
 
     Merge-only column hints (``hard_delete``, ``dedup_sort``) are left out of a replace, where dlt
     would ignore them with a warning; the next merge adds them back.
     """
 
-    def columns(spec: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        if write_disposition == "merge":
-            return spec
-        merge_only = ("hard_delete", "dedup_sort")
-        return {name: {k: v for k, v in hints.items() if k not in merge_only} for name, hints in spec.items()}
+    def columns(spec: dict[str, dict[str, Any]], cluster: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        spec = {name: dict(hints) for name, hints in spec.items()}
+        if indices == "text" and "indices" in spec:
+            spec["indices"]["data_type"] = "text"
+        for name in cluster:
+            spec[name]["cluster"] = True
+        if write_disposition != "merge":
+            for hints in spec.values():
+                hints.pop("hard_delete", None)
+                hints.pop("dedup_sort", None)
+        return spec
 
     users = dlt.mark.make_hints(
         table_name=USERS,
@@ -135,7 +155,8 @@ def profile_table_hints(write_disposition: str) -> tuple[Any, Any]:
         write_disposition=write_disposition,
         primary_key=list(AFFINITIES_PRIMARY_KEY),
         merge_key="user_id",
-        columns=columns(AFFINITIES_COLUMNS),
+        columns=columns(AFFINITIES_COLUMNS, AFFINITIES_CLUSTER),
+        additional_table_hints={BIGQUERY_CLUSTER_HINT: list(AFFINITIES_CLUSTER)},
     )
     return users, affinities
 

@@ -48,7 +48,7 @@ class ProfilesWalk:
         overlap: timedelta,
         started: datetime,
         load_id: str,
-        indices_as_json: bool,
+        indices: str = "list",
     ) -> None:
         self.client = client
         self.plan = plan
@@ -58,7 +58,7 @@ class ProfilesWalk:
         self.overlap = overlap
         self.started = started
         self.load_id = load_id
-        self.indices_as_json = indices_as_json
+        self.indices = indices
         self.profiles = 0
         self.rejected = 0
         self.pages = 0
@@ -77,7 +77,7 @@ class ProfilesWalk:
 
     def items(self) -> Iterator[Any]:
         """The walk's tables as dlt items, each routed to its table with the plan's hints."""
-        users_hints, affinities_hints = profile_table_hints(self.plan.write_disposition)
+        users_hints, affinities_hints = profile_table_hints(self.plan.write_disposition, self.indices)
         mark = _TableMarker()
         batches = PageBatches()
 
@@ -97,7 +97,7 @@ class ProfilesWalk:
                 if len(page) == 0:
                     continue
                 tables = page_to_tables(
-                    page, load_id=self.load_id, indices_as_json=self.indices_as_json,
+                    page, load_id=self.load_id, indices_as_json=self.indices != "list",
                     tombstones=self.plan.tombstones,
                 )
                 if tables.rejected:

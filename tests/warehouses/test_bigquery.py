@@ -1,10 +1,10 @@
-"""Probe: the project's model and audience SQL, compiled for BigQuery, executed by bqemulator (through
-the official client), gives the members DuckDB's build gives (and the oracle's); and how far dlt's
-bigquery destination gets loading the profiles into it.
+"""BigQuery, emulated by bqemulator (DuckDB underneath, SQL translated by sqlglot), through the official
+client: the product end to end on dlt's bigquery destination (load, merge, reconcile, both audience
+files against the oracle); the compiled model and audience SQL against DuckDB's build, table by table;
+and dlt's own BigQuery load and merge into the emulator.
 
-The profiles reach BigQuery without dlt's BigQuery destination (see the last tests for why): loaded
-into DuckDB by ``load_profiles``, read back, and inserted with a load job, each column typed as dlt's
-BigQuery destination types it.
+Equal results here prove that the SQL translates and runs, not every behaviour of real BigQuery
+(APPROX_QUANTILES is approximate by definition; NUMERIC results, collation).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from algolia_profiles_source.segments import (
     build_segments, load_definitions, model_statements, segment_statements, static_target,
 )
 from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator, run
-from tests.test_segments import NOW, add_injection_profile, expected, members_of
+from tests.test_segments import ALL_FEATURES, NOW, add_injection_profile, expected, members_of
 from tests.warehouses.bigquery_server import (  # noqa: F401  (fixtures)
     PROJECT, bigquery_client, bigquery_destination, bigquery_endpoint,
 )
@@ -190,22 +190,57 @@ def test_dlt_bigquery_destination_loads_and_merges_into_the_emulator(bigquery_de
     ]
 
 
-def test_load_profiles_into_bigquery(emulator_factory, bigquery_destination, tmp_path):  # noqa: F811
-    """``load_profiles`` on dlt's bigquery destination. Known to stop before any table is loaded:
-    the profiles resource yields Arrow tables, written as parquet, and dlt 1.31's BigQuery
-    destination refuses a ``json`` column (``user_affinities.indices``) from a parquet file
-    (``UnsupportedDataType`` in ``verify_schema``) - a dlt capability check, the same against real
-    BigQuery. Marked xfail for exactly that error; any other failure fails the test."""
-    from dlt.common.destination.exceptions import UnsupportedDataType
-
-    emu = emulator_factory(n_users=60, seed=4, now=NOW)
-    pipeline = make_pipeline("bigquery_profiles", destination=bigquery_destination(), dataset_name="algolia_dlt",
-                             pipelines_dir=str(tmp_path / "pipelines"))
+def test_the_product_loads_merges_reconciles_and_builds_in_bigquery(bigquery_destination, tmp_path):  # noqa: F811
+    """dlt's bigquery destination end to end through the product: a full load, an incremental merge
+    (shrunk, emptied and new profiles), a reconcile, and both audience files built by
+    ``build_segments`` (through the one read path) with members equal to the oracle's. ``indices``
+    lands as a STRING holding a JSON array (dlt cannot load a json column from parquet into
+    BigQuery), and ``user_affinities`` is clustered on (name, value)."""
+    emu = Emulator(app_id=APP_ID, api_key=API_KEY, n_users=150, seed=4, now=NOW).start()
     try:
-        run(pipeline, emu, page_size=60)
-    except PipelineStepFailed as error:
-        cause = error.__cause__
-        if error.step == "load" and isinstance(cause, UnsupportedDataType) and cause.column == "indices":
-            pytest.xfail(f"known: {cause}")
-        raise
-    assert_warehouse_equals_emulator(pipeline, emu)
+        add_injection_profile(emu)
+        pipeline = make_pipeline("bigquery_profiles", destination=bigquery_destination(), dataset_name="algolia_e2e",
+                                 pipelines_dir=str(tmp_path / "pipelines"))
+        run(pipeline, emu, page_size=40)
+        assert_warehouse_equals_emulator(pipeline, emu)
+        columns = pipeline.default_schema.get_table_columns("user_affinities")
+        assert columns["indices"]["data_type"] == "text"
+        # bqemulator keeps no clustering metadata: check the DDL dlt sends for the table instead
+        with pipeline.destination_client() as job_client:
+            ddl = job_client._get_table_update_sql("user_affinities", list(columns.values()), False)
+        assert "CLUSTER BY `name`, `value`" in ddl[0], ddl[0]
+
+        users = sorted(emu.store.users(), key=lambda u: u["userID"])
+        shrunk, emptied = users[0], users[1]
+        emu.store.upsert({**shrunk, "affinities": shrunk["affinities"][:1], "lastUpdatedAt": "2026-11-27T23:00:00Z"})
+        emu.store.upsert({**emptied, "affinities": [], "lastUpdatedAt": "2026-11-27T23:00:00Z"})
+        emu.store.upsert({"userID": "new-user", "type": "basic", "lastUpdatedAt": "2026-11-27T23:00:00Z",
+                          "affinities": [{"name": "category", "value": "Camping", "score": 12,
+                                          "indices": ["products_en_US"], "lastUpdatedAt": "2026-11-27T23:00:00Z"}]})
+        run(pipeline, emu, page_size=40)
+        assert_warehouse_equals_emulator(pipeline, emu)
+
+        emu.store.delete(users[2]["userID"])
+        result = run(pipeline, emu, page_size=40, reconcile=True)
+        assert result.run["deleted"] == 1
+
+        examples = tomllib.loads(EXAMPLE_AUDIENCES.read_text())
+        built = build_segments(pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
+        want = expected(emu, {**examples, "settings": {"as_of": NOW}})
+        assert members_of(pipeline) == want and len(want) >= 4
+        assert {row["segment"]: row["members"] for row in built.sizes} == {n: len(m) for n, m in want.items()}
+
+        definitions = tomllib.loads(ALL_FEATURES.read_text())
+        live = [p["userID"] for p in emu.store.users()]
+        opted_out = live[::37]
+        definitions["suppression"]["user_ids"] = live[5::41]
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("crm_opted_out")
+            values = ", ".join(f"('{user_id}', {i})" for i, user_id in enumerate(opted_out))
+            client.execute_sql(f"CREATE TABLE {table} (user_token STRING, customer_id INT64)")
+            client.execute_sql(f"INSERT INTO {table} VALUES {values}")
+        build_segments(pipeline, definitions)
+        assert members_of(pipeline) == expected(emu, definitions, opted_out)
+        assert len(members_of(pipeline)["top_overall"]) == 25
+    finally:
+        emu.stop()
