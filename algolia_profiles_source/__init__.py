@@ -42,7 +42,7 @@ from .extract.walk import ProfilesWalk
 from .http.client import ProfilesClient
 from .http.query import ProfilesQuery, build_query
 from .http.rate_limit import RateGovernor
-from .tables import AFFINITIES, CONFIG, PROFILES_RESOURCE, USERS
+from .tables import AFFINITIES, CONFIG, CONFIG_COLUMNS, PROFILES_RESOURCE, USERS
 from .times import format_rfc3339, parse_datetime, seconds
 
 __all__ = [
@@ -165,6 +165,7 @@ def algolia_profiles(
         name=CONFIG,
         write_disposition="replace",
         primary_key="index",
+        columns=CONFIG_COLUMNS,
     )
     return config, profiles
 

@@ -99,6 +99,21 @@ AFFINITIES_COLUMNS: dict[str, dict[str, Any]] = {
     DELETED_COLUMN: {"data_type": "bool", "nullable": True, "hard_delete": True},
 }
 AFFINITIES_PRIMARY_KEY = ("user_id", "name", "value")
+
+CONFIG_COLUMNS: dict[str, dict[str, Any]] = {
+    "index": {"data_type": "text", "nullable": False, "primary_key": True},
+    "affinities": {"data_type": "json", "nullable": True},
+    "source_type": {"data_type": "text", "nullable": True},
+    "source_events": {"data_type": "json", "nullable": True},
+    "errors": {"data_type": "json", "nullable": True},
+    "warnings": {"data_type": "json", "nullable": True},
+    "last_updated_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
+    "personalization_re_ranking": {"data_type": "text", "nullable": True},
+    "profile_type": {"data_type": "text", "nullable": True},
+    "status": {"data_type": "text", "nullable": True},
+    "status_errors": {"data_type": "json", "nullable": True},
+    "realtime_enabled": {"data_type": "bool", "nullable": True},
+}
 # every audience rule selects affinity rows by name and value: BigQuery and Snowflake cluster the table
 # on them (CLUSTER BY), so a build reads only the blocks of the affinities its rules name
 AFFINITIES_CLUSTER = ("name", "value")

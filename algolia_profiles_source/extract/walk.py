@@ -86,6 +86,8 @@ class ProfilesWalk:
                 yield mark(users_batch, users_hints)
                 yield mark(affinities_batch, affinities_hints)
 
+        # rejected_records exists from the first load on, empty until a record is quarantined
+        yield mark(dlt.mark.materialize_table_schema(), REJECTED_HINTS)
         # a profile updated during a concurrent walk may be read twice: keep the first
         seen = SeenIds() if self.concurrency > 1 else None
         pages = self._pages()

@@ -395,8 +395,9 @@ def segment_statements(
         " :stamp AS built_at, :build_id AS build_id"
         " FROM (:segments) AS s"
         " LEFT JOIN (SELECT segment, COUNT(*) AS members FROM :members GROUP BY segment) AS m ON m.segment = s.segment"
-        " LEFT JOIN (SELECT segment, SUM(CASE WHEN event = 'entered' THEN 1 ELSE 0 END) AS entered,"
-        " SUM(CASE WHEN event = 'exited' THEN 1 ELSE 0 END) AS exited FROM :events"
+        # COUNT, not SUM: a SUM of integers is HUGEINT in DuckDB, and every count here is BIGINT
+        " LEFT JOIN (SELECT segment, COUNT(CASE WHEN event = 'entered' THEN 1 END) AS entered,"
+        " COUNT(CASE WHEN event = 'exited' THEN 1 END) AS exited FROM :events"
         " WHERE build_id = :build_id GROUP BY segment) AS e ON e.segment = s.segment",
         users=target.table(STG_USERS), members=members, events=events, stamp=stamp, build_id=build_id,
         segments=exp.union(

@@ -1042,8 +1042,8 @@ LEFT JOIN (
 LEFT JOIN (
   SELECT
     segment,
-    SUM(CASE WHEN event = 'entered' THEN 1 ELSE 0 END) AS entered,
-    SUM(CASE WHEN event = 'exited' THEN 1 ELSE 0 END) AS exited
+    COUNT(CASE WHEN event = 'entered' THEN 1 END) AS entered,
+    COUNT(CASE WHEN event = 'exited' THEN 1 END) AS exited
   FROM algolia.segment_membership_events
   WHERE
     build_id = '20261128T060000000000Z'
