@@ -85,7 +85,7 @@ def segments_overlaps(pipeline_name: str, destination: str, dataset_name: str, w
     """Pairwise overlaps of the audiences (count, share of each, Jaccard)."""
     with errors_as_exit_codes():
         with _built_audiences(pipeline_name, destination, dataset_name, workdir) as dataset:
-            rows = dataset.rows(OVERLAPS, order_by="segment_a")
+            rows = dataset.rows(OVERLAPS, order_by="segment_a, segment_b")
         print_table("Audience overlaps", rows, ("segment_a", "segment_b", "overlap", "pct_of_a", "pct_of_b", "jaccard"))
 
 

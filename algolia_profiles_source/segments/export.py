@@ -129,7 +129,7 @@ def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: 
             .from_(exp.alias_(dataset.table(MEMBERS), "m", table=True))
             .join(
                 exp.alias_(customers, "c", table=True), join_type="left",
-                on=exp.cast(exp.column(key, "c", quoted=True), "TEXT").eq(exp.column("user_id", "m")),
+                on=exp.cast(dataset.column(key, "c"), "TEXT").eq(exp.column("user_id", "m")),
             )
             .where(exp.column("segment", "m").eq(exp.Literal.string(audience)))
             .order_by(exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id")

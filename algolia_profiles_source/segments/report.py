@@ -42,13 +42,15 @@ def collect(pipeline: Any) -> dict[str, Any]:
             sizes = dataset.rows(SIZES, order_by="segment")
         except TableNotFoundError:
             raise ConfigurationError("no segment build yet: run `algolia-profiles segments build` first") from None
-        history = dataset.rows(BUILDS, order_by="built_at")
-        overlaps = dataset.rows(OVERLAPS)
-        catalog = dataset.rows(CATALOG)
+        # every read in a total order: rows that tie (the audiences of one build, values with as
+        # many users) come in the same order from every warehouse, and so does the page
+        history = dataset.rows(BUILDS, order_by="built_at, segment")
+        overlaps = dataset.rows(OVERLAPS, order_by="segment_a, segment_b")
+        catalog = dataset.rows(CATALOG, order_by="name, value")
         bucket = exp.func("FLOOR", a("score"))
         buckets = dataset.rows(
             exp.select(a("name"), exp.alias_(bucket, "bucket"), exp.alias_(exp.func("COUNT", exp.Star()), "n"))
-            .from_(dataset.table(STG_AFFINITIES)).group_by(a("name"), bucket)
+            .from_(dataset.table(STG_AFFINITIES)).group_by(a("name"), bucket).order_by(a("name"), bucket)
         )
         day = exp.cast(a("last_updated_at"), "DATE")
         freshness = dataset.rows(

@@ -34,6 +34,17 @@ class Dataset:
         """The dataset's table ``name``, qualified for this destination."""
         return self.target.table(name)
 
+    def column(self, name: str, table: str | None = None) -> exp.Column:
+        """The column ``name`` of a table someone else made (a customers table), named as the rows
+        of this package name it: quoted as given, except that on a destination that folds unquoted
+        identifiers to upper case (Snowflake) a lower-case name is the upper-cased column there, as
+        ``CREATE TABLE t (user_token ...)`` (and dlt) store it: Snowflake matches a quoted name
+        exactly, so ``"user_token"`` would not find the column ``USER_TOKEN``."""
+        if self._fold and name == name.lower():
+            name = name.upper()
+        # only the column is quoted: a table alias stays as written, like every alias of a query
+        return exp.column(exp.to_identifier(name, quoted=True), table)
+
     def rows(
         self, query: exp.Expression | str, order_by: str | None = None, where: exp.Expression | None = None
     ) -> list[dict[str, Any]]:

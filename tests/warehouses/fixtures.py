@@ -25,6 +25,9 @@ SNOWFLAKE_REQUIREMENTS = (
     "'fakesnow==0.11.20' 'snowflake-connector-python>=3.12,<5' 'dlt[snowflake]>=1.31,<1.32' pandas"
 )
 SNOWFLAKE_DATABASE = "ALGOLIA_TEST"
+#: dlt's native form of the credentials (also what ``DESTINATION__SNOWFLAKE__CREDENTIALS`` takes, for
+#: the CLI's ``--destination snowflake``); fakesnow only uses the database
+SNOWFLAKE_URL = f"snowflake://loader:unused-by-fakesnow@fakesnow/{SNOWFLAKE_DATABASE}"
 
 _counter = itertools.count()
 
@@ -41,9 +44,7 @@ def snowflake_credentials() -> Any:
     from dlt.destinations.impl.snowflake.configuration import SnowflakeCredentials
 
     credentials = SnowflakeCredentials()
-    credentials.parse_native_representation(
-        f"snowflake://loader:unused-by-fakesnow@fakesnow/{SNOWFLAKE_DATABASE}"
-    )
+    credentials.parse_native_representation(SNOWFLAKE_URL)
     return credentials
 
 

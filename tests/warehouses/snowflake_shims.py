@@ -15,7 +15,8 @@ Statement flow (in this order):
 
 1. ``connect(schema='"ALGOLIA"')``  -> ``schema='ALGOLIA'``            (:func:`unquote_connect_names`)
 2. one batch of ``;``-separated statements -> one statement at a time  (:func:`split_statements`)
-3. each statement: :data:`STATEMENT_REWRITES`, in order.
+3. each statement: :data:`STATEMENT_REWRITES`, in order (the first only checks: it refuses what
+   real Snowflake refuses and fakesnow would run, :func:`quoted_names_are_case_sensitive`).
 
 Besides SQL: the destination must load parquet (:data:`DESTINATION_OPTIONS`), and the fake cursor
 gets the connector's ``fetch_arrow_all`` / ``fetch_arrow_batches`` (:func:`fetch_arrow_all`).
@@ -165,12 +166,82 @@ def array_contains_as_json_contains(sql: str) -> str:
     return tree.transform(swap).sql(dialect="snowflake")
 
 
+def _integer_valued(node: Any) -> bool:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Paren):
+        return _integer_valued(node.this)
+    if isinstance(node, exp.Null):
+        return True
+    if isinstance(node, exp.Literal):
+        return not node.is_string and node.is_int
+    if isinstance(node, exp.Case):
+        results = [branch.args.get("true") for branch in node.args.get("ifs") or []]
+        default = node.args.get("default")
+        return bool(results) and all(_integer_valued(r) for r in results) and (
+            default is None or _integer_valued(default))
+    return False
+
+
+def integer_sums_stay_integers(sql: str) -> str:
+    """fakesnow wraps the argument of every ``SUM`` in ``TRY_CAST(... AS DOUBLE)`` (its emulation of
+    Snowflake's implicit text-to-number cast), so ``SUM(CASE WHEN c THEN 1 ELSE 0 END)`` returns
+    FLOAT (``43.0``, which a table prints as ``43.00``) where Snowflake returns NUMBER(38,0) (an
+    ``int`` from the connector). Cast such an argument — a CASE whose every result is an integer
+    literal (or NULL) — to ``NUMBER(38, 0)`` first: in Snowflake that is the value and type it
+    already has; fakesnow leaves an argument that is a cast alone. Only statements where a SUM
+    changes are re-rendered (a sqlglot round trip, as in :func:`array_contains_as_json_contains`)."""
+    if "SUM" not in sql.upper():
+        return sql
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="snowflake")
+    except Exception:  # noqa: BLE001 - not parsable by sqlglot (PUT, COPY options): no SUM to fix
+        return sql
+    changed = False
+    for node in list(tree.find_all(exp.Sum)):
+        if _integer_valued(node.this):
+            node.set("this", exp.cast(node.this, exp.DataType.build("NUMBER(38, 0)", dialect="snowflake")))
+            changed = True
+    return tree.sql(dialect="snowflake") if changed else sql
+
+
+def quoted_names_are_case_sensitive(sql: str) -> str:
+    """Not a rewrite, a check. Snowflake matches a quoted identifier exactly: ``c."user_token"`` is
+    not the column ``USER_TOKEN`` that ``CREATE TABLE c (user_token TEXT)`` (or dlt) makes, and
+    Snowflake rejects the statement (``invalid identifier``). DuckDB, and so fakesnow, ignores the
+    case of every identifier and runs it. dlt upper-cases every name it quotes, and the project's
+    SQL quotes none in lower case, so a quoted identifier with a lower-case letter here is a
+    statement real Snowflake would reject against tables made the usual way: it is refused. (A
+    test that needs a name created quoted in lower case cannot run on fakesnow.)"""
+    from snowflake.connector.errors import ProgrammingError
+    from sqlglot.dialects.snowflake import Snowflake
+
+    try:
+        tokens = Snowflake().tokenize(sql)
+    except Exception:  # noqa: BLE001 - not tokenizable (e.g. a PUT path): dlt's own statement
+        return sql
+    for token in tokens:
+        if token.token_type.name == "IDENTIFIER" and token.text != token.text.upper():
+            # Snowflake's own error: errno 904, SQLSTATE 42000 (dlt maps it to a terminal error)
+            raise ProgrammingError(
+                msg=f"SQL compilation error: invalid identifier '\"{token.text}\"' (quoted, so matched"
+                " case-sensitively by Snowflake; fakesnow would have run it)",
+                errno=904, sqlstate="42000",
+            )
+    return sql
+
+
 #: every rewrite of one statement, in the order applied
 STATEMENT_REWRITES: Tuple[Callable[[str], str], ...] = (
+    quoted_names_are_case_sensitive,
     put_stage_unquoted,
     options_without_commas,
     match_by_column_name_unquoted,
     array_contains_as_json_contains,
+    integer_sums_stay_integers,
 )
 
 #: what the destination factory must be given (not a SQL rewrite): fakesnow's COPY cannot load
@@ -284,6 +355,8 @@ __all__ = [
     "DESTINATION_OPTIONS",
     "STATEMENT_REWRITES",
     "fakesnow_snowflake",
+    "integer_sums_stay_integers",
+    "quoted_names_are_case_sensitive",
     "rewrite",
     "split_statements",
     "unquote_connect_names",

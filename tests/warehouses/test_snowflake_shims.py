@@ -1,11 +1,15 @@
-"""The fakesnow rewrites on their own: each changes only what it is for; and the pipeline fixture."""
+"""The fakesnow rewrites (and the one check) on their own: each changes only what it is for; and the
+pipeline fixture."""
 
 from __future__ import annotations
 
-from tests.warehouses.fixtures import fakesnow_db, snowflake_pipeline_factory  # noqa: F401  (fixtures)
+import pytest
+
+from tests.warehouses.fixtures import fakesnow_db, require_fakesnow, snowflake_pipeline_factory  # noqa: F401  (fixtures)
 from tests.warehouses.snowflake_shims import (
-    array_contains_as_json_contains, match_by_column_name_unquoted, options_without_commas,
-    put_stage_unquoted, rewrite, split_statements, unquote_connect_names,
+    array_contains_as_json_contains, integer_sums_stay_integers, match_by_column_name_unquoted,
+    options_without_commas, put_stage_unquoted, quoted_names_are_case_sensitive, rewrite, split_statements,
+    unquote_connect_names,
 )
 
 
@@ -48,6 +52,46 @@ def test_array_contains_becomes_json_contains_and_nothing_else_changes():
         "SELECT 1 FROM t AS a WHERE JSON_CONTAINS(a.indices, TO_JSON(c.name))")
     untouched = "SELECT 'x;y' AS v FROM \"S\".\"T\""
     assert rewrite(untouched) == [untouched]
+
+
+def test_sums_of_integer_cases_are_cast_and_nothing_else_changes():
+    sql = ("SELECT segment, SUM(CASE WHEN event = 'entered' THEN 1 ELSE 0 END) AS entered, SUM(a.score) AS s"
+           " FROM t GROUP BY segment")
+    assert integer_sums_stay_integers(sql) == (
+        "SELECT segment, SUM(CAST(CASE WHEN event = 'entered' THEN 1 ELSE 0 END AS DECIMAL(38, 0))) AS entered,"
+        " SUM(a.score) AS s FROM t GROUP BY segment")
+    for untouched in ("SELECT SUM(score) FROM t", "SELECT SUM(CASE WHEN x THEN 1.5 ELSE 0 END) FROM t",
+                      "SELECT \"SUMMARY\" FROM t"):
+        assert integer_sums_stay_integers(untouched) == untouched
+
+
+def test_quoted_lower_case_names_are_refused_as_snowflake_refuses_them():
+    require_fakesnow()  # the refusal is the connector's ProgrammingError
+    from snowflake.connector.errors import ProgrammingError
+
+    fine = 'SELECT c."USER_TOKEN", \'a "quoted" text\' AS x FROM "DB"."S"."T" AS c -- "comment"'
+    assert quoted_names_are_case_sensitive(fine) == fine
+    with pytest.raises(ProgrammingError, match="invalid identifier") as refused:
+        quoted_names_are_case_sensitive('SELECT c."user_token" FROM t AS c')
+    assert refused.value.errno == 904 and refused.value.sqlstate == "42000"  # Snowflake's own codes
+
+
+def test_fakesnow_answers_like_snowflake_with_the_checks(snowflake_pipeline_factory):  # noqa: F811
+    """An integer SUM comes back as a whole number (fakesnow alone: a float); a quoted lower-case
+    name is refused (fakesnow alone: runs, as DuckDB ignores the case of identifiers)."""
+    from dlt.destinations.exceptions import DatabaseTerminalException
+
+    pipeline = snowflake_pipeline_factory("probe_checks")
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            client.create_dataset()
+        table = client.make_qualified_table_name("t")
+        client.execute_sql(f"CREATE TABLE {table} (user_token TEXT, n INT); INSERT INTO {table} VALUES ('a', 1), ('b', 2)")
+        [(total,)] = client.execute_sql(f"SELECT SUM(CASE WHEN n > 0 THEN 1 ELSE 0 END) AS total FROM {table}")
+        assert total == 2 and not isinstance(total, float)
+        assert client.execute_sql(f'SELECT t."USER_TOKEN" FROM {table} AS t ORDER BY 1') == [("a",), ("b",)]
+        with pytest.raises(DatabaseTerminalException, match="invalid identifier"):
+            client.execute_sql(f'SELECT t."user_token" FROM {table} AS t')
 
 
 def test_snowflake_pipeline_factory_reaches_fakesnow(snowflake_pipeline_factory):  # noqa: F811
