@@ -1,20 +1,30 @@
-"""The Python examples in the docs run as written (against the emulator, in a temporary folder)."""
+"""The docs hold: the Python API page runs as written (against the emulator, in a temporary folder),
+the README keeps its two first commands, its commands exist, and every link in the docs resolves."""
 
 from __future__ import annotations
 
 import ast
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import duckdb
+import pytest
 
+from algolia_profiles_source.cli import cli
 from algolia_profiles_source.emulator import Emulator
 from tests.conftest import API_KEY, APP_ID
 
 REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DOCS = [README, REPO / "CONTRIBUTING.md", REPO / "benchmarks" / "RESULTS.md", *sorted((REPO / "docs").glob("*.md"))]
+
+DEMO_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/algolia-profiles demo"
+TEST_COMMAND = 'python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest'
 
 
 def code_blocks(text: str, language: str) -> list[str]:
@@ -78,3 +88,84 @@ def test_cli_help_names_the_config_keys():
     for name in ("region", "base_url", "indices", "affinity", "start_date", "end_date", "page_size"):
         assert f"SOURCES__ALGOLIA_PROFILES__{name.upper()}" in done.stdout.replace("\n", " ").replace("  ", " ") or \
             f"sources.algolia_profiles.{name}" in done.stdout, name
+
+
+# ---------------------------------------------------------------- the README
+
+
+def test_readme_first_two_commands_are_the_demo_and_the_test_suite():
+    blocks = code_blocks(README.read_text(), "bash")
+    assert [block.strip() for block in blocks[:2]] == [DEMO_COMMAND, TEST_COMMAND]
+    # .ci/run runs exactly the README's test command
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert ci_lines[-1] == TEST_COMMAND
+
+
+def test_readme_is_short_and_says_how_to_get_the_command_on_path():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    blocks = code_blocks(text, "bash")
+    assert blocks[2].splitlines()[0] == "source .venv/bin/activate"
+    assert text.count("Exit codes") == 1  # stated once
+    assert "algolia_profiles_source.api" in text
+    for other_story in ("build_segments", "export_audience", "segments.export"):
+        assert other_story not in text, other_story
+
+
+def readme_cli_commands() -> list[list[str]]:
+    commands = []
+    for block in code_blocks(README.read_text(), "bash"):
+        for line in block.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("algolia-profiles "):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+@pytest.mark.parametrize("argv", readme_cli_commands(), ids=" ".join)
+def test_readme_commands_exist_with_their_options(argv):
+    command: click.Command = cli
+    args = list(argv)
+    while isinstance(command, click.Group) and args and not args[0].startswith("-"):
+        name = args.pop(0)
+        assert name in command.commands, f"no command {name!r} in {argv}"
+        command = command.commands[name]
+    options = {opt for param in command.params for opt in param.opts if opt.startswith("-")} | {"-h", "--help"}
+    for arg in args:
+        if arg.startswith("-"):
+            assert arg.split("=", 1)[0] in options, f"{arg} is not an option of {' '.join(argv)}"
+
+
+def test_readme_suggests_no_program_that_is_not_installed():
+    for block in code_blocks(README.read_text(), "bash"):
+        for line in block.splitlines():
+            program = line.split("#", 1)[0].strip().split(" ", 1)[0]
+            assert program in ("", "python3", "python", "source", "cp", "algolia-profiles", "dlt"), line
+
+
+# ---------------------------------------------------------------- every doc
+
+
+def github_anchor(heading: str) -> str:
+    anchor = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return anchor.replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_links_resolve(doc):
+    text = doc.read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"https?://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        assert resolved.exists(), f"{doc.name}: broken link {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.*)$", resolved.read_text(), flags=re.M)
+            assert anchor in {github_anchor(h) for h in headings}, f"{doc.name}: no heading for {target}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_no_machine_paths(doc):
+    for pattern in (r"/work/", r"/home/", r"/tmp/", r"/Users/", r"/root/", r"[A-Z]:\\\\"):
+        assert not re.search(pattern, doc.read_text()), f"{doc.name} contains {pattern}"
