@@ -25,6 +25,7 @@ __all__ = [
     "PipelineBusyError",
     "DatabaseBusyError",
     "TableNotFoundError",
+    "NothingLoadedError",
 ]
 
 
@@ -70,6 +71,10 @@ class PipelineBusyError(AlgoliaProfilesError):
 
 class DatabaseBusyError(AlgoliaProfilesError):
     """The DuckDB file is held by another process (DuckDB lets one process at a time write to a file)."""
+
+
+class NothingLoadedError(ConfigurationError):
+    """A command that reads what a load wrote found nothing loaded where it looked."""
 
 
 class TableNotFoundError(ConfigurationError):

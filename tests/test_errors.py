@@ -278,16 +278,16 @@ def test_config_requests_follow_the_same_retry_and_error_policy(emulator_factory
     assert client.stats["retries"] == 3
 
 
-def test_a_command_run_before_the_first_load_leaves_the_file_in_the_format_the_load_uses(emulator, tmp_path):
+def test_a_command_run_before_the_first_load_leaves_no_file_and_the_load_uses_the_1_4_format(emulator, tmp_path):
     good = {
         "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
         "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
         "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url,
     }
     sizes = _cli(["segments", "sizes"], tmp_path, good)
-    assert sizes.returncode == 2 and "segments build" in sizes.stderr and "Traceback" not in sizes.stderr
+    assert sizes.returncode == 2 and "algolia-profiles load" in sizes.stderr and "Traceback" not in sizes.stderr
     database = tmp_path / "algolia_profiles.duckdb"  # dlt's default file
-    assert storage_version(database) == "v1.4.0+"
+    assert not database.exists()
     load = _cli(["load"], tmp_path, good)
     assert load.returncode == 0, load.stderr
     assert storage_version(database) == "v1.4.0+"
@@ -453,12 +453,13 @@ def test_a_pipeline_name_that_is_a_path_and_a_closed_pipe_are_handled(tmp_path):
 
 def test_a_location_that_cannot_be_written_is_a_usage_error(tmp_path):
     (tmp_path / "a_file").write_text("")
-    for args in (["status", "--dir", "a_file/work"], ["load", "--dir", "a_file/work"]):
-        done = _cli(args, tmp_path, {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
-                                     "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY})
-        assert done.returncode == 2, done.stderr
-        assert "cannot use 'a_file/work': Not a directory" in done.stderr
-        assert "choose a location you can write to" in done.stderr and "Traceback" not in done.stderr
+    env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY}
+    done = _cli(["load", "--dir", "a_file/work"], tmp_path, env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot use 'a_file/work': Not a directory" in done.stderr
+    assert "choose a location you can write to" in done.stderr and "Traceback" not in done.stderr
+    read = _cli(["status", "--dir", "a_file/work"], tmp_path, env)  # a reading command creates nothing
+    assert read.returncode == 2 and "'a_file/work' does not exist" in read.stderr and "Traceback" not in read.stderr
 
 
 def test_the_reset_after_a_bounded_load_tolerates_another_process_holding_the_file(emulator, pipeline_factory):

@@ -21,6 +21,7 @@ def test_status_and_doctor_after_a_load(emulator, tmp_path):
     env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
            "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
     work = ["--dir", str(tmp_path / "work")]
+    (tmp_path / "work").mkdir()  # a folder that a reading command does not create
     before = _cli(["status", *work], tmp_path, env)
     assert before.returncode == 0 and "no load yet" in before.stdout
     assert _cli(["load", "--reconcile", *work], tmp_path, env).returncode == 0

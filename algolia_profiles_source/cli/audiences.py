@@ -11,7 +11,6 @@ import click
 from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import BUILDS, MEMBERS, OVERLAPS, SIZES
 from ..warehouse.read import Dataset, open_dataset
-from ..load.pipeline import DEFAULT_DATASET_NAME
 from .common import errors_as_exit_codes, open_pipeline, pipeline_options, print_table
 
 @click.group()
@@ -33,7 +32,7 @@ def segments_build(pipeline_name: str, destination: str, dataset_name: str, work
     from ..demo import EXAMPLE_AUDIENCES
 
     with errors_as_exit_codes():
-        pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir)
+        pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         result = build_segments(
             pipeline, audience_file or EXAMPLE_AUDIENCES, as_of=parse_datetime(as_of, "as_of"),
             models=not skip_models,
@@ -46,7 +45,7 @@ def segments_build(pipeline_name: str, destination: str, dataset_name: str, work
 def _built_audiences(pipeline_name: str, destination: str, dataset_name: str,
                      workdir: str | None) -> Iterator[Dataset]:
     """The dataset whose audiences a command reads; a missing table means no build yet."""
-    pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir)
+    pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
     try:
         with open_dataset(pipeline) as dataset:
             yield dataset
@@ -114,18 +113,22 @@ def segments_show(audience: str, pipeline_name: str, destination: str, dataset_n
 
 
 @segments.command("sql")
+@pipeline_options
 @click.option("--file", "audience_file", default=None, type=click.Path(dir_okay=False),
               help="Audience definitions [default: the bundled example audiences].")
-@click.option("--dialect", type=click.Choice(["duckdb", "postgres", "bigquery", "snowflake"]), default="duckdb")
-@click.option("--dataset-name", default=DEFAULT_DATASET_NAME, help="Dataset the SQL refers to.")
-def segments_sql(audience_file: str | None, dialect: str, dataset_name: str) -> None:
+@click.option("--dialect", type=click.Choice(["duckdb", "postgres", "bigquery", "snowflake"]), default=None,
+              help="SQL dialect [default: the --destination's].")
+def segments_sql(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
+                 audience_file: str | None, dialect: str | None) -> None:
     """Print the SQL a build runs, for review (no connection needed)."""
     from datetime import datetime, timezone
 
     from ..demo import EXAMPLE_AUDIENCES
     from ..segments import load_definitions, model_statements, segment_statements, static_target
+    from ..warehouse.target import dialect_for_destination
 
     with errors_as_exit_codes():
+        dialect = dialect or dialect_for_destination(destination)
         file = load_definitions(audience_file or EXAMPLE_AUDIENCES)
         target = static_target(dialect, dataset_name)
         built_at = datetime.now(timezone.utc)
@@ -153,7 +156,7 @@ def export(audience: str, pipeline_name: str, destination: str, dataset_name: st
     from ..segments.export import export_audience
 
     with errors_as_exit_codes():
-        pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir)
+        pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         result = export_audience(
             pipeline, audience, output_dir=output_dir, filename=filename, fmt=fmt, overwrite=overwrite,
             customers=customers, customers_table=customers_table, customer_key=customer_key,
@@ -175,5 +178,5 @@ def report_command(pipeline_name: str, destination: str, dataset_name: str, work
     from ..segments.report import write_report
 
     with errors_as_exit_codes():
-        path = write_report(open_pipeline(pipeline_name, destination, dataset_name, workdir), output, overwrite)
+        path = write_report(open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True), output, overwrite)
         click.echo(f"Wrote {path.resolve()}")

@@ -32,10 +32,26 @@ def pipeline_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def open_pipeline(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None) -> Any:
+def open_pipeline(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
+                  *, reading: bool = False) -> Any:
+    """The pipeline a command works on, in ``--dir`` or else the project folder (:func:`project_dir`).
+    A ``reading`` command creates nothing: its folder and DuckDB file must exist."""
     from ..load.pipeline import make_pipeline
 
-    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir)
+    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir or project_dir(),
+                         create=not reading)
+
+
+def project_dir() -> str | None:
+    """The folder configured for the pipelines of the folder a command runs in: key ``dir`` of the
+    section ``[algolia_profiles]`` in ``.dlt/config.toml``, or ``ALGOLIA_PROFILES__DIR``."""
+    import dlt
+
+    try:
+        value = dlt.config.get("algolia_profiles.dir")
+    except Exception:  # noqa: BLE001 - an unreadable provider configures nothing
+        return None
+    return str(value) if value else None
 
 
 def echo_counts(counts: dict[str, int]) -> None:
@@ -61,7 +77,8 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:,.2f}"
+        # shares: three significant digits, so 146 of 1,000,000 is 0.000146, not 0
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:,.2f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

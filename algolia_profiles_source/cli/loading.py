@@ -37,7 +37,8 @@ def demo(n_users: int, seed: int, directory: str) -> None:
     db = workdir / f"{DEFAULT_PIPELINE_NAME}.duckdb"
     click.echo(
         "\nNext:\n"
-        f"  duckdb {db} \"SELECT * FROM algolia.affinity_catalog ORDER BY users DESC LIMIT 10\"   # DuckDB CLI\n"
+        f"  python -c \"import duckdb; duckdb.connect('{db}', read_only=True).sql("
+        "'SELECT * FROM algolia.affinity_catalog ORDER BY users DESC LIMIT 10').show()\"\n"
         f"  algolia-profiles segments sizes --dir {directory}\n"
         f"  algolia-profiles segments show outdoor_enthusiasts --dir {directory}\n"
         f"  algolia-profiles export brand_loyalists --format parquet --dir {directory}"

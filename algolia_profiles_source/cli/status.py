@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from ..exceptions import NothingLoadedError
+
 from .common import EXIT_USAGE, echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options, print_table
 
 @click.command("status")
@@ -17,7 +19,12 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
     from ..load.status import status
 
     with errors_as_exit_codes():
-        info = status(open_pipeline(pipeline_name, destination, dataset_name, workdir))
+        try:
+            pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
+        except NothingLoadedError as nothing:
+            click.echo(f"no load yet: {nothing}")
+            return
+        info = status(pipeline)
         if as_json:
             click.echo(json.dumps(info, default=str, indent=2))
             return
@@ -25,6 +32,9 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
         click.echo(f"pipeline {info['pipeline']} -> {info['destination']}:{info['dataset']} ({info['working_dir']})")
         if info["database"]:
             click.echo(f"database: {info['database']}")
+        if info["running_load"]:
+            running = info["running_load"]
+            click.echo(f"a load is running: PID {running.get('pid')}, since {running.get('since')}")
         if not run:
             click.echo("no load yet: run `algolia-profiles load` (or the demo)")
             return

@@ -1,7 +1,7 @@
 """A local emulator of Algolia's Advanced Personalization API v2, with synthetic profiles.
 
 It serves the endpoints an exporter uses, over real HTTP on loopback, with the wire behaviour of
-Algolia's API described below (the README's "The emulator" section shows the CLI)::
+Algolia's API described below (docs/emulator.md shows the CLI)::
 
     from algolia_profiles_source.emulator import Emulator
 

@@ -13,7 +13,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from .. import algolia_profiles
-from ..exceptions import ApiError, ConfigurationError
+from ..exceptions import ApiError, ConfigurationError, NothingLoadedError
 from ..tables import LOADED_TABLES
 from .destination import check_destination, unknown_destination
 from .duckdb import (
@@ -21,6 +21,7 @@ from .duckdb import (
     create_duckdb_file,
     duckdb_credentials,
     duckdb_path,
+    duckdb_path as duckdb_file,
     out_of_memory,
     waiting_for_duckdb_lock,
 )
@@ -56,6 +57,7 @@ def make_pipeline(
     pipelines_dir: str | None = None,
     duckdb_path: str | None = None,
     workdir: str | None = None,
+    create: bool = True,
 ) -> Any:
     """A dlt pipeline for the profiles (new, or attached to the one with this name).
 
@@ -64,6 +66,9 @@ def make_pipeline(
     DuckDB file explicitly. Without either, dlt's defaults apply (``~/.dlt/pipelines``, and
     ``<pipeline_name>.duckdb`` in the folder of the pipeline's first run). A DuckDB file that does
     not exist yet is created here (:func:`create_duckdb_file`).
+
+    ``create=False`` is for reading what a load wrote: ``workdir`` must exist and the DuckDB file too
+    (:class:`NothingLoadedError` otherwise); nothing is created.
     """
     from dlt.common.schema.utils import is_valid_schema_name
 
@@ -76,6 +81,8 @@ def make_pipeline(
     if destination != "duckdb" and duckdb_path is None:
         check_destination(destination, pipeline_name, dataset_name)  # before any folder is made
     if workdir is not None:
+        if not create:
+            require_folder(workdir)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
         if destination == "duckdb" and duckdb_path is None:
@@ -99,12 +106,49 @@ def make_pipeline(
             # dlt's default file (./<pipeline_name>.duckdb, or the configured credentials): hold its
             # credentials too, so run_source can bound the initial load wherever the file is
             path = pipeline.destination_client().config.credentials.database  # resolves, does not connect
-            return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir, duckdb_path=path)
-        # before any command connects: DuckDB picks a file's format when it creates the file
-        create_duckdb_file(pipeline)
+            return make_pipeline(pipeline_name, dataset_name=dataset_name, pipelines_dir=pipelines_dir,
+                                 duckdb_path=path, create=create)
+        if create:
+            # before any command connects: DuckDB picks a file's format when it creates the file
+            create_duckdb_file(pipeline)
+        else:
+            path = duckdb_file(pipeline)
+            if path is not None and not Path(path).exists():
+                if pipeline.default_schema_name:  # its state says it loaded: the file went away
+                    raise tables_gone(pipeline)
+                raise NothingLoadedError(
+                    f"there is no DuckDB file {path}: run `algolia-profiles load` (or give the --dir"
+                    " of a folder a load used)"
+                )
         return pipeline
     except UnknownDestinationModule as error:
         raise unknown_destination(destination) from error
+
+
+def tables_gone(pipeline: Any) -> ConfigurationError:
+    """The error for a pipeline whose state says it loaded, but whose tables are not there."""
+    return ConfigurationError(
+        f"pipeline {pipeline.pipeline_name!r} has loaded before, but its tables are not in the"
+        " destination (a deleted DuckDB file, a dropped dataset?): run `algolia-profiles load`"
+        " to load the profiles again"
+    )
+
+
+def require_folder(folder: str) -> None:
+    """Refuses a folder that does not exist, suggesting a sibling with a close name."""
+    path = Path(folder)
+    if path.is_dir():
+        return
+    import difflib
+
+    parent = path.parent if str(path.parent) else Path(".")
+    siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    hint = f" (did you mean {str(parent / close[0])!r}?)" if close else ""
+    raise ConfigurationError(
+        f"folder {folder!r} does not exist{hint}: give the --dir of a folder a load used, or run"
+        " `algolia-profiles load --dir` to make one"
+    )
 
 
 def load_profiles(

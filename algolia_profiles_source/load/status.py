@@ -11,15 +11,16 @@ from typing import Any
 import dlt
 
 from .. import settings
-from ..exceptions import AlgoliaProfilesError, ConfigurationError, TableNotFoundError
+from ..exceptions import AlgoliaProfilesError, TableNotFoundError
 from ..http.client import ProfilesClient
 from ..http.query import build_query
 from ..tables import SIZES
 from ..times import parse_datetime
 from ..warehouse.read import read_rows
 from .duckdb import duckdb_path
-from .pipeline import row_counts
+from .pipeline import row_counts, tables_gone
 from .state import last_run, profiles_state, restore_state
+from .working_dir import running_load
 
 RECONCILE_EVERY = timedelta(days=1)
 
@@ -36,6 +37,7 @@ def status(pipeline: Any) -> dict[str, Any]:
         "working_dir": pipeline.working_dir,
         "database": duckdb_path(pipeline),
         "pending_packages": bool(pipeline.has_pending_data),
+        "running_load": running_load(pipeline),
         "last_run": run,
         "cursor": state.get("last_updated_at"),
         "next_start_date": None,
@@ -57,11 +59,7 @@ def status(pipeline: Any) -> dict[str, Any]:
         try:
             info["tables"] = row_counts(pipeline)
         except DatabaseUndefinedRelation:
-            raise ConfigurationError(
-                f"pipeline {pipeline.pipeline_name!r} has loaded before, but its tables are not in the"
-                " destination (a deleted DuckDB file, a dropped dataset?): run `algolia-profiles load`"
-                " to load the profiles again"
-            ) from None
+            raise tables_gone(pipeline) from None
         try:
             info["audiences"] = read_rows(pipeline, SIZES, order_by="segment")
         except TableNotFoundError:  # no segment build yet

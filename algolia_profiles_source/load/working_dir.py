@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ def exclusive(pipeline: Any) -> Iterator[None]:
     Two loads of one pipeline at once would both write its state and load packages; the second
     fails at once instead (nothing is fetched or written), naming the lock.
     """
-    path = Path(pipeline.working_dir) / "algolia_profiles.lock"
+    path = _lock_path(pipeline)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
@@ -32,10 +35,36 @@ def exclusive(pipeline: Any) -> Iterator[None]:
                 f"another load of pipeline {pipeline.pipeline_name!r} is running (lock {path}):"
                 " wait for it to finish, or give this run another --pipeline-name"
             ) from None
+        # who holds the lock, for `status` to say that a load is running
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        handle.flush()
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def running_load(pipeline: Any) -> dict[str, Any] | None:
+    """The PID and start of the load running on this pipeline now, or None (without waiting)."""
+    path = _lock_path(pipeline)
+    if not path.exists():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a load runs
+            try:
+                return dict(json.loads(handle.read() or "{}"))
+            except ValueError:
+                return {}
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def _lock_path(pipeline: Any) -> Path:
+    return Path(pipeline.working_dir) / "algolia_profiles.lock"
 
 
 def drop_leftover_extracted_packages(pipeline: Any) -> None:

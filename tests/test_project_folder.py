@@ -1,0 +1,62 @@
+"""One project folder: commands run in a folder find its pipeline without --dir (the folder is
+configured once in .dlt/config.toml or ALGOLIA_PROFILES__DIR); reading commands create nothing;
+status says when a load is running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from algolia_profiles_source.load.pipeline import make_pipeline
+from algolia_profiles_source.load.working_dir import exclusive
+from tests.conftest import API_KEY, APP_ID
+
+
+def _cli(args, cwd, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ALGOLIA_PROFILES__"))}
+    env.update({"DLT_DATA_DIR": str(cwd / "dlt_data"), "RUNTIME__DLTHUB_TELEMETRY": "false", **(env_extra or {})})
+    return subprocess.run([sys.executable, "-m", "algolia_profiles_source.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_commands_in_a_project_folder_need_no_dir(emulator, tmp_path):
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text('[algolia_profiles]\ndir = "warehouse"\n')
+    env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+           "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
+    assert _cli(["load"], tmp_path, env).returncode == 0
+    assert (tmp_path / "warehouse" / "algolia_profiles.duckdb").exists()
+    assert not (tmp_path / "algolia_profiles.duckdb").exists()
+    status = _cli(["status"], tmp_path)
+    assert status.returncode == 0 and f"{len(emulator.store):,} profiles" in status.stdout, status.stdout
+    assert _cli(["segments", "build"], tmp_path).returncode == 0
+    sizes = _cli(["segments", "sizes"], tmp_path)
+    assert sizes.returncode == 0 and "outdoor_enthusiasts" in sizes.stdout
+    exported = _cli(["export", "outdoor_enthusiasts", "--output-dir", "out"], tmp_path)
+    assert exported.returncode == 0 and (tmp_path / "out" / "outdoor_enthusiasts.csv").exists()
+    # the environment variable wins over the file; --dir over both
+    elsewhere = _cli(["segments", "sizes"], tmp_path, {"ALGOLIA_PROFILES__DIR": "warehous"})
+    assert elsewhere.returncode == 2 and "did you mean" in elsewhere.stderr and "warehouse" in elsewhere.stderr
+    assert _cli(["segments", "sizes", "--dir", "warehouse"], tmp_path, {"ALGOLIA_PROFILES__DIR": "x"}).returncode == 0
+    assert not (tmp_path / "warehous").exists() and not (tmp_path / "x").exists()
+
+
+def test_reading_commands_create_no_database_and_no_folder(tmp_path):
+    for command in (["segments", "sizes"], ["segments", "list"], ["export", "campers"], ["report"]):
+        result = _cli(command, tmp_path)
+        assert result.returncode == 2 and "there is no DuckDB file" in result.stderr, (command, result.stderr)
+    status = _cli(["status"], tmp_path)
+    assert status.returncode == 0 and "no load yet" in status.stdout
+    typo = _cli(["status", "--dir", "work"], tmp_path)
+    assert typo.returncode == 2 and "'work' does not exist" in typo.stderr
+    assert not list(tmp_path.glob("*.duckdb")) and not (tmp_path / "work").exists()
+
+
+def test_status_during_a_load_says_a_load_is_running(emulator, tmp_path):
+    workdir = tmp_path / "work"
+    pipeline = make_pipeline("algolia_profiles", workdir=str(workdir))
+    with exclusive(pipeline):  # what a load holds while it runs
+        status = _cli(["status", "--dir", str(workdir)], tmp_path)
+    assert status.returncode == 0 and f"a load is running: PID {os.getpid()}, since" in status.stdout, status.stdout
+    assert "a load is running" not in _cli(["status", "--dir", str(workdir)], tmp_path).stdout
