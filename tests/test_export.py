@@ -154,3 +154,58 @@ def test_a_customer_key_repeated_among_the_members_is_refused(built, tmp_path):
     with pytest.raises(ConfigurationError, match="more than one record"):
         export_audience(pipeline, "campers", output_dir=tmp_path / "out", customers_table="crm_dupes")
     assert not list((tmp_path / "out").glob("*"))
+
+
+def _customers(path, rows, header=("user_token", "email", "opted_out")):
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_consent_is_read_strictly_and_an_unreadable_value_refuses_the_export(built, tmp_path):
+    pipeline, campers = built
+    readable = ["true", " YES ", "y", "T", "1", "false", "No", " n ", "F", "0"]
+    rows = [(token, f"{i}@example.com", readable[i % len(readable)]) for i, token in enumerate(campers)]
+    result = export_audience(pipeline, "campers", output_dir=tmp_path / "ok",
+                             customers=_customers(tmp_path / "ok.csv", rows))
+    kept = {row["user_id"] for row in csv.DictReader(result.path.open())}
+    assert kept == {token for i, token in enumerate(campers) if i % len(readable) >= 5}
+    assert result.opted_out == len(campers) - len(kept) and result.no_consent == 0
+
+    rows[0] = (campers[0], "x@example.com", "opted out")  # fails open before: only true/1/yes/y/t counted
+    rows[1] = (campers[1], "y@example.com", "unsubscribed")
+    with pytest.raises(ConfigurationError, match=r"2 value\(s\) of the opt-out column 'opted_out' cannot be read"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "bad", customers=_customers(tmp_path / "bad.csv", rows))
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_an_empty_choice_is_not_consent_unless_the_column_only_marks_opt_outs(built, tmp_path):
+    pipeline, campers = built
+    rows = [(token, f"{i}@example.com", "" if i % 2 else "false") for i, token in enumerate(campers)]
+    path = _customers(tmp_path / "c.csv", rows)
+    closed = export_audience(pipeline, "campers", output_dir=tmp_path / "a", customers=path)
+    assert closed.rows == len(campers[::2]) and closed.no_consent == len(campers[1::2]) and closed.opted_out == 0
+    marks_only = export_audience(pipeline, "campers", output_dir=tmp_path / "b", customers=path, opt_outs_only=True)
+    assert marks_only.rows == len(campers) and marks_only.no_consent == 0
+
+
+def test_a_missing_opt_out_column_refuses_unless_the_data_holds_none(built, tmp_path):
+    pipeline, campers = built
+    path = _customers(tmp_path / "c.csv", [(t, "e", "true") for t in campers], ("user_token", "email", "unsubscribed"))
+    with pytest.raises(ConfigurationError, match="no opt-out column 'opted_out'.*--no-opt-out-column"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "a", customers=path)
+    assert export_audience(pipeline, "campers", output_dir=tmp_path / "b", customers=path,
+                           opt_out_column="unsubscribed").rows == 0
+    assert export_audience(pipeline, "campers", output_dir=tmp_path / "c", customers=path,
+                           opt_out_column=None).rows == len(campers)
+
+
+def test_members_kept_without_a_customer_record_carry_no_customer_data(built, tmp_path):
+    pipeline, campers = built
+    path = _customers(tmp_path / "c.csv", [(t, f"{t}@example.com", "false") for t in campers[5:]])
+    result = export_audience(pipeline, "campers", output_dir=tmp_path / "a", customers=path, keep_unmatched=True)
+    rows = {row["user_id"]: row for row in csv.DictReader(result.path.open())}
+    assert result.rows == len(campers) and result.unmatched == 5
+    assert all(rows[t]["email"] == "" and rows[t]["opted_out"] == "" for t in campers[:5])

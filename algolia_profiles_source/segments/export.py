@@ -3,7 +3,10 @@
 Members come from ``segment_members`` in the warehouse. Customer data is either a table in the
 warehouse (joined there, so large CRMs stay in BigQuery/Snowflake) or a CSV/Parquet file (joined
 locally in DuckDB). Members without a customer record are counted (and left out unless
-``keep_unmatched``); opted-out customers are always dropped. The output path must stay inside the
+``keep_unmatched``, which exports them without customer data). Consent fails closed: a customer is
+exported only when its opt-out value reads as "not opted out" (:func:`read_opt_outs`); an empty one
+is not consent (unless the column only marks opt-outs), and a value that cannot be read refuses the
+whole export. The output path must stay inside the
 output directory, an existing file is never overwritten silently, and the file appears atomically.
 """
 
@@ -37,6 +40,8 @@ class ExportResult:
     members: int
     unmatched: int = 0
     opted_out: int = 0
+    # customers left out because their opt-out value was empty (no consent recorded)
+    no_consent: int = 0
     joined: bool = False
 
 
@@ -52,8 +57,14 @@ def export_audience(
     customer_key: str = "user_token",
     opt_out_column: str | None = "opted_out",
     keep_unmatched: bool = False,
+    opt_outs_only: bool = False,
 ) -> ExportResult:
-    """Writes the members of ``audience`` to ``output_dir/filename`` (default ``<audience>.<fmt>``)."""
+    """Writes the members of ``audience`` to ``output_dir/filename`` (default ``<audience>.<fmt>``).
+
+    With customer data, ``opt_out_column`` must be one of its columns; ``None`` says the data has
+    none (every matched customer is exported). ``opt_outs_only`` says the column marks opt-outs
+    only, so an empty value means "not opted out" instead of "no consent".
+    """
     if fmt not in FORMATS:
         raise ConfigurationError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if customers is not None and customers_table is not None:
@@ -75,8 +86,8 @@ def export_audience(
     if customers is not None or customers_table is not None:
         result.joined = True
         _require_one_record_per_member(table, customers_table or str(customers), customer_key)
-        table, result.unmatched, result.opted_out = _apply_customer_rules(
-            table, customer_key, opt_out_column, keep_unmatched
+        table, result.unmatched, result.opted_out, result.no_consent = _apply_customer_rules(
+            table, customers_table or str(customers), opt_out_column, keep_unmatched, opt_outs_only
         )
     result.rows = table.num_rows
     _write_atomically(table, path, fmt)
@@ -186,21 +197,62 @@ def _require_one_record_per_member(table: pa.Table, customers: str, key: str) ->
         )
 
 
-def _apply_customer_rules(table: pa.Table, key: str, opt_out_column: str | None, keep_unmatched: bool):
+OPTED_OUT = frozenset({"true", "t", "yes", "y", "1"})
+NOT_OPTED_OUT = frozenset({"false", "f", "no", "n", "0"})
+
+
+def read_opt_outs(values: pa.ChunkedArray | pa.Array, customers: str, column: str) -> pa.Array:
+    """The opt-out column as booleans: true (opted out), false (not opted out), null (empty).
+
+    Native booleans as they are; any other type as text, read case-insensitively with surrounding
+    spaces ignored: ``true/t/yes/y/1`` and ``false/f/no/n/0``. Any other value refuses the export
+    (:class:`ConfigurationError` with the count and examples): a consent that cannot be read is
+    never taken as consent.
+    """
+    if pa.types.is_boolean(values.type):
+        return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(values.cast(pa.string())))
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    opted = pc.is_in(text, value_set=pa.array(sorted(OPTED_OUT)))
+    cleared = pc.is_in(text, value_set=pa.array(sorted(NOT_OPTED_OUT)))
+    unreadable = pc.and_(pc.is_valid(text), pc.invert(pc.or_(opted, cleared)))
+    if pc.any(unreadable).as_py():
+        bad = pc.filter(values.cast(pa.string()), unreadable)
+        examples = ", ".join(repr(v) for v in sorted(set(bad.to_pylist()))[:3])
+        raise ConfigurationError(
+            f"customers {customers!r}: {len(bad):,} value(s) of the opt-out column {column!r} cannot be"
+            f" read as opted out or not (e.g. {examples}); use true/false, yes/no, y/n, t/f or 1/0,"
+            " so that no customer is exported without consent"
+        )
+    return pc.if_else(pc.is_valid(text), opted, pa.scalar(None, pa.bool_()))
+
+
+def _apply_customer_rules(
+    table: pa.Table, customers: str, opt_out_column: str | None, keep_unmatched: bool, opt_outs_only: bool
+) -> tuple[pa.Table, int, int, int]:
+    """Leaves out unmatched members (unless kept), opted-out customers and, unless the column only
+    marks opt-outs, customers without a recorded choice; returns the table and those three counts."""
     matched = table["_matched"]
     unmatched = int(pc.sum(pc.invert(matched)).as_py() or 0)
     keep = matched if not keep_unmatched else pa.array([True] * table.num_rows)
     opted = pa.array([False] * table.num_rows)
-    if opt_out_column is not None and opt_out_column in table.column_names:
-        values = table[opt_out_column]
-        if not pa.types.is_boolean(values.type):
-            values = pc.is_in(
-                pc.utf8_lower(values.cast(pa.string())), value_set=pa.array(["true", "1", "yes", "y", "t"])
+    no_choice = pa.array([False] * table.num_rows)
+    if opt_out_column is not None:
+        if opt_out_column not in table.column_names:
+            raise ConfigurationError(
+                f"customers {customers!r} has no opt-out column {opt_out_column!r}"
+                f"{_did_you_mean(opt_out_column, table.column_names)}: name it with --opt-out-column,"
+                " or pass --no-opt-out-column if the data holds no opt-outs"
             )
-        opted = pc.fill_null(values, False)
-    opted_out = int(pc.sum(pc.and_(opted, matched)).as_py() or 0)
-    table = table.filter(pc.and_(keep, pc.invert(opted)))
-    return table.drop_columns(["_matched"]), unmatched, opted_out
+        # only matched members have customer data to read
+        values = read_opt_outs(table[opt_out_column], customers, opt_out_column)
+        empty = pc.and_(matched, pc.is_null(values))
+        no_choice = pa.array([False] * table.num_rows) if opt_outs_only else empty
+        opted = pc.and_(matched, pc.fill_null(values, False))
+    opted_out = int(pc.sum(opted).as_py() or 0)
+    no_consent = int(pc.sum(no_choice).as_py() or 0)
+    table = table.filter(pc.and_(keep, pc.invert(pc.or_(opted, no_choice))))
+    return table.drop_columns(["_matched"]), unmatched, opted_out, no_consent
 
 
 def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
