@@ -23,6 +23,7 @@ from algolia_profiles_source import (
     ResponseFormatError,
     algolia_profiles,
 )
+from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from tests.conftest import API_KEY, APP_ID, FAST_RETRIES, run, source_args, storage_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -303,7 +304,8 @@ def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gon
     }
     work = tmp_path / "work"
     assert _cli(["load", "--dir", str(work)], tmp_path, good).returncode == 0
-    assert _cli(["segments", "build", "--dir", str(work)], tmp_path, good).returncode == 0
+    examples = ["--file", str(EXAMPLE_AUDIENCES)]
+    assert _cli(["segments", "build", "--dir", str(work), *examples], tmp_path, good).returncode == 0
     shutil.rmtree(work / "pipelines")  # a new machine or a wiped runner: only the database is left
     sizes = _cli(["segments", "sizes", "--dir", str(work)], tmp_path, good)
     assert sizes.returncode == 0 and "kids_shoppers" in sizes.stdout, sizes.stderr
@@ -315,7 +317,7 @@ def test_reading_commands_work_from_the_database_when_the_pipeline_folder_is_gon
     shown = _cli(["status", "--dir", str(work)], tmp_path, good)
     assert shown.returncode == 0 and "last load:" in shown.stdout and "no load yet" not in shown.stdout
     shutil.rmtree(work / "pipelines")
-    build = _cli(["segments", "build", "--dir", str(work)], tmp_path, good)
+    build = _cli(["segments", "build", "--dir", str(work), *examples], tmp_path, good)
     assert build.returncode == 0 and "kids_shoppers" in build.stdout, build.stderr
 
 

@@ -4,10 +4,12 @@ status says when a load is running."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from algolia_profiles_source.load.pipeline import make_pipeline
 from algolia_profiles_source.load.working_dir import exclusive
 from tests.conftest import API_KEY, APP_ID
@@ -22,7 +24,8 @@ def _cli(args, cwd, env_extra=None):
 
 def test_commands_in_a_project_folder_need_no_dir(emulator, tmp_path):
     (tmp_path / ".dlt").mkdir()
-    (tmp_path / ".dlt" / "config.toml").write_text('[algolia_profiles]\ndir = "warehouse"\n')
+    (tmp_path / ".dlt" / "config.toml").write_text(
+        f'[algolia_profiles]\ndir = "warehouse"\naudiences = {json.dumps(str(EXAMPLE_AUDIENCES))}\n')
     env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
            "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
     assert _cli(["load"], tmp_path, env).returncode == 0
@@ -60,3 +63,14 @@ def test_status_during_a_load_says_a_load_is_running(emulator, tmp_path):
         status = _cli(["status", "--dir", str(workdir)], tmp_path)
     assert status.returncode == 0 and f"a load is running: PID {os.getpid()}, since" in status.stdout, status.stdout
     assert "a load is running" not in _cli(["status", "--dir", str(workdir)], tmp_path).stdout
+
+
+def test_a_build_needs_an_audience_file_it_was_given(emulator, tmp_path):
+    env = {"SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID, "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY,
+           "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
+    assert _cli(["load", "--dir", "w"], tmp_path, env).returncode == 0
+    refused = _cli(["segments", "build", "--dir", "w"], tmp_path)
+    assert refused.returncode == 2 and "no audience file" in refused.stderr and "--file" in refused.stderr
+    assert "segment_sizes" not in _cli(["status", "--dir", "w", "--json"], tmp_path).stdout
+    configured = _cli(["segments", "build", "--dir", "w"], tmp_path, {"ALGOLIA_PROFILES__AUDIENCES": str(EXAMPLE_AUDIENCES)})
+    assert configured.returncode == 0 and "outdoor_enthusiasts" in configured.stdout

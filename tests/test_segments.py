@@ -193,3 +193,20 @@ def test_more_rules_than_one_mask_holds_match_the_oracle(loaded):
     got = members_of(pipeline)
     assert got == want
     assert all(len(want.get(name, {})) > 0 for name in definitions["audiences"]), {k: len(v) for k, v in want.items()}
+
+
+def test_a_build_that_would_retire_audiences_names_them_and_needs_confirming(emulator, pipeline_factory):
+    from algolia_profiles_source.exceptions import ConfigurationError
+    from algolia_profiles_source.segments.build import build_segments as build
+
+    pipeline = pipeline_factory()
+    run(pipeline, emulator)
+    two = {"audiences": {"campers": {"rule": {"affinity": "category:Camping"}},
+                         "anyone": {"rule": {"affinity": "category"}}}}
+    build(pipeline, two)
+    one = {"audiences": {"campers": two["audiences"]["campers"]}}
+    with pytest.raises(ConfigurationError, match=r"would retire 1 audience\(s\).*anyone.*--retire"):
+        build(pipeline, one)
+    assert set(members_of(pipeline)) == {"campers", "anyone"}  # nothing was written
+    result = build(pipeline, one, retire=True)
+    assert [row["segment"] for row in result.sizes] == ["campers"] and set(members_of(pipeline)) == {"campers"}

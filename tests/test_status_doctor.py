@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from tests.conftest import API_KEY, APP_ID
 
 
@@ -25,7 +26,7 @@ def test_status_and_doctor_after_a_load(emulator, tmp_path):
     before = _cli(["status", *work], tmp_path, env)
     assert before.returncode == 0 and "no load yet" in before.stdout
     assert _cli(["load", "--reconcile", *work], tmp_path, env).returncode == 0
-    assert _cli(["segments", "build", *work], tmp_path, env).returncode == 0
+    assert _cli(["segments", "build", *work, "--file", str(EXAMPLE_AUDIENCES)], tmp_path, env).returncode == 0
 
     shown = _cli(["status", "--json", *work], tmp_path, env)
     info = json.loads(shown.stdout)

@@ -11,7 +11,7 @@ import click
 from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import BUILDS, MEMBERS, OVERLAPS, SIZES
 from ..warehouse.read import Dataset, open_dataset
-from .common import errors_as_exit_codes, open_pipeline, pipeline_options, print_table
+from .common import errors_as_exit_codes, open_pipeline, pipeline_options, print_table, project_setting
 
 @click.group()
 def segments() -> None:
@@ -21,21 +21,28 @@ def segments() -> None:
 @segments.command("build")
 @pipeline_options
 @click.option("--file", "audience_file", default=None, type=click.Path(dir_okay=False),
-              help="Audience definitions (TOML or YAML) [default: the bundled example audiences].")
+              help="Audience definitions (TOML or YAML) [default: audiences under [algolia_profiles] in"
+                   " .dlt/config.toml, or ALGOLIA_PROFILES__AUDIENCES].")
 @click.option("--as-of", default=None, help="RFC 3339 instant that 'within N days' counts back from [default: now].")
 @click.option("--skip-models", is_flag=True, help="Do not rebuild the staging views, affinity_catalog and user_top_affinities.")
+@click.option("--retire", is_flag=True, help="Confirm retiring the audiences the last build made that the file no longer defines.")
 def segments_build(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
-                   audience_file: str | None, as_of: str | None, skip_models: bool) -> None:
+                   audience_file: str | None, as_of: str | None, skip_models: bool, retire: bool) -> None:
     """Validate the audience file, then build models and every audience in the warehouse."""
     from ..times import parse_datetime
     from ..segments import build_segments
-    from ..demo import EXAMPLE_AUDIENCES
 
     with errors_as_exit_codes():
+        audiences = audience_file or project_setting("audiences")
+        if not audiences:
+            raise ConfigurationError(
+                "no audience file: pass --file audiences.toml, or set audiences = \"audiences.toml\" under"
+                " [algolia_profiles] in .dlt/config.toml (start from the examples:"
+                " algolia_profiles_source/segments/examples/audiences.toml, docs/audiences.md)"
+            )
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         result = build_segments(
-            pipeline, audience_file or EXAMPLE_AUDIENCES, as_of=parse_datetime(as_of, "as_of"),
-            models=not skip_models,
+            pipeline, audiences, as_of=parse_datetime(as_of, "as_of"), models=not skip_models, retire=retire,
         )
         print_table(f"Build {result.build_id}", result.sizes,
                      ("segment", "members", "entered", "exited", "share_of_users"))

@@ -38,17 +38,18 @@ def open_pipeline(pipeline_name: str, destination: str, dataset_name: str, workd
     A ``reading`` command creates nothing: its folder and DuckDB file must exist."""
     from ..load.pipeline import make_pipeline
 
-    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir or project_dir(),
+    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir or project_setting("dir"),
                          create=not reading)
 
 
-def project_dir() -> str | None:
-    """The folder configured for the pipelines of the folder a command runs in: key ``dir`` of the
-    section ``[algolia_profiles]`` in ``.dlt/config.toml``, or ``ALGOLIA_PROFILES__DIR``."""
+def project_setting(key: str) -> str | None:
+    """A setting of the project in the folder a command runs in: ``key`` of the section
+    ``[algolia_profiles]`` in ``.dlt/config.toml``, or ``ALGOLIA_PROFILES__<KEY>`` (``dir``: where
+    the pipeline lives; ``audiences``: the audience file ``segments build`` builds)."""
     import dlt
 
     try:
-        value = dlt.config.get("algolia_profiles.dir")
+        value = dlt.config.get(f"algolia_profiles.{key}")
     except Exception:  # noqa: BLE001 - an unreadable provider configures nothing
         return None
     return str(value) if value else None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
-from ..exceptions import ConfigurationError
+from ..exceptions import ConfigurationError, TableNotFoundError
 from ..load.state import restore_state
 from ..tables import AFFINITIES, CONFIG, SIZES, USERS
 from ..warehouse.read import Dataset, open_dataset
@@ -81,14 +81,22 @@ def build_segments(
     audiences: str | Path | AudienceFile | dict[str, Any],
     as_of: datetime | None = None,
     models: bool = True,
+    retire: bool = False,
 ) -> BuildResult:
-    """Validates the audiences, then builds the models (optional) and every audience in the destination."""
+    """Validates the audiences, then builds the models (optional) and every audience in the destination.
+
+    An audience the last build made that ``audiences`` no longer defines is retired: its members
+    leave ``segment_members`` and it writes no more events. That happens only with ``retire=True``;
+    otherwise the build refuses before writing anything, naming them.
+    """
     _require_profiles(pipeline)
     file = load_audiences(pipeline, audiences)
     built_at = datetime.now(timezone.utc)
     build_id = built_at.strftime("%Y%m%dT%H%M%S%fZ")
     result = BuildResult(build_id, built_at)
     with open_dataset(pipeline) as dataset:
+        if not retire:
+            _refuse_to_retire_silently(dataset, {audience.name for audience in file.audiences})
         target = dataset.target
         statements: list[Statement] = []
         if models:
@@ -97,6 +105,20 @@ def build_segments(
         result.statements = _run(dataset, statements)
         result.sizes = dataset.rows(SIZES, order_by="segment")
     return result
+
+
+def _refuse_to_retire_silently(dataset: Dataset, defined: set[str]) -> None:
+    try:
+        built = {row["segment"] for row in dataset.rows(exp.select("segment").from_(dataset.table(SIZES)))}
+    except TableNotFoundError:  # the first build retires nothing
+        return
+    retiring = sorted(built - defined)
+    if retiring:
+        raise ConfigurationError(
+            f"this build would retire {len(retiring)} audience(s) the last build made, which the file"
+            f" no longer defines: {', '.join(retiring)}; their members would leave segment_members."
+            " Pass --retire (retire=True) to confirm, or keep them in the file"
+        )
 
 
 def _run(dataset: Dataset, statements: Sequence[Statement]) -> int:

@@ -239,7 +239,7 @@ def test_the_product_loads_merges_reconciles_and_builds_in_bigquery(bigquery_des
             values = ", ".join(f"('{user_id}', {i})" for i, user_id in enumerate(opted_out))
             client.execute_sql(f"CREATE TABLE {table} (user_token STRING, customer_id INT64)")
             client.execute_sql(f"INSERT INTO {table} VALUES {values}")
-        build_segments(pipeline, definitions)
+        build_segments(pipeline, definitions, retire=True)
         assert members_of(pipeline) == expected(emu, definitions, opted_out)
         assert len(members_of(pipeline)["top_overall"]) == 25
     finally:

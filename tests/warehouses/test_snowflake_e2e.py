@@ -169,7 +169,7 @@ def world(tmp_path_factory: Any) -> Iterator[World]:
             create_customers_table(warehouse.pipeline, world.customers)
             warehouse.builds["all_features"] = api.segments_build(warehouse.pipeline, copy.deepcopy(world.all_features))
             warehouse.members["all_features"] = members_of(warehouse.pipeline)
-            warehouse.builds["examples"] = api.segments_build(warehouse.pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
+            warehouse.builds["examples"] = api.segments_build(warehouse.pipeline, EXAMPLE_AUDIENCES, as_of=NOW, retire=True)
             warehouse.members["examples"] = members_of(warehouse.pipeline)
         yield world
 
