@@ -42,7 +42,7 @@ from .extract.walk import ProfilesWalk
 from .http.client import ProfilesClient
 from .http.query import ProfilesQuery, build_query
 from .http.rate_limit import RateGovernor
-from .tables import AFFINITIES, CONFIG, CONFIG_COLUMNS, PROFILES_RESOURCE, USERS
+from .tables import AFFINITIES, CONFIG, CONFIG_COLUMNS, PROFILES_RESOURCE, REJECTED, USERS
 from .times import format_rfc3339, parse_datetime, seconds
 
 __all__ = [
@@ -193,6 +193,7 @@ def _profiles(
         # adds it, so every row can be joined to _dlt_loads like rows of any other dlt table
         load_id=dlt.current.load_package_state()["load_id"],
         indices=_indices_encoding(),
+        materialize_rejected=not _has_table(REJECTED),
     )
     yield from walk.items()
     if walk.profiles == 0 and query.indices:
@@ -261,13 +262,17 @@ def _indices_encoding() -> str:
     chosen = preferred if preferred in formats else (formats[0] if formats else None)
     if chosen == "csv":
         return "json"
+    from dlt.common.exceptions import TerminalValueError
+
     column = {"name": "indices", "data_type": "json", "nullable": True}
     try:
         capabilities.get_type_mapper().ensure_supported_type(
             column, {"name": AFFINITIES, "columns": {"indices": column}}, "parquet"
         )
-    except Exception:  # noqa: BLE001 - dlt's refusal: a json column cannot come from parquet here
+    except TerminalValueError:  # dlt's refusal: a json column cannot come from parquet here
         return "text"
+    except Exception:  # noqa: BLE001 - a destination without a usable type check keeps the list
+        return "list"
     return "list"
 
 

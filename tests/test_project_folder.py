@@ -74,3 +74,15 @@ def test_a_build_needs_an_audience_file_it_was_given(emulator, tmp_path):
     assert "segment_sizes" not in _cli(["status", "--dir", "w", "--json"], tmp_path).stdout
     configured = _cli(["segments", "build", "--dir", "w"], tmp_path, {"ALGOLIA_PROFILES__AUDIENCES": str(EXAMPLE_AUDIENCES)})
     assert configured.returncode == 0 and "outdoor_enthusiasts" in configured.stdout
+
+
+def test_a_reading_command_does_not_decide_where_a_later_load_puts_its_file(emulator, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    env = {"DLT_DATA_DIR": str(tmp_path / "dlt_data"), "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID": APP_ID,
+           "SOURCES__ALGOLIA_PROFILES__API_KEY": API_KEY, "SOURCES__ALGOLIA_PROFILES__BASE_URL": emulator.base_url}
+    assert "no load yet" in _cli(["status"], first, env).stdout
+    assert not (tmp_path / "dlt_data" / "pipelines" / "algolia_profiles").exists()
+    assert _cli(["load"], second, env).returncode == 0
+    assert (second / "algolia_profiles.duckdb").exists() and not list(first.iterdir())

@@ -135,7 +135,10 @@ def segments_sql(pipeline_name: str, destination: str, dataset_name: str, workdi
     from ..warehouse.target import dialect_for_destination
 
     with errors_as_exit_codes():
-        dialect = dialect or dialect_for_destination(destination)
+        if dialect is None:
+            from dlt.common.destination import Destination
+
+            dialect = dialect_for_destination(Destination.from_reference(destination).destination_type)
         file = load_definitions(audience_file or EXAMPLE_AUDIENCES)
         target = static_target(dialect, dataset_name)
         built_at = datetime.now(timezone.utc)

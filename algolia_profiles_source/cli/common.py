@@ -3,6 +3,7 @@ and printing tables."""
 
 from __future__ import annotations
 
+import math
 import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -78,8 +79,13 @@ def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        # shares: three significant digits, so 146 of 1,000,000 is 0.000146, not 0
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:,.2f}"
+        if abs(value) >= 1:
+            return f"{value:,.2f}"
+        if value == 0:
+            return "0"
+        # shares: three significant digits in fixed point, so 146 of 1,000,000 is 0.000146, not 0
+        digits = max(3, 2 - math.floor(math.log10(abs(value))))
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -108,7 +114,16 @@ def errors_as_exit_codes() -> Iterator[None]:
             raise SystemExit(EXIT_FAILED) from None
         unreachable = connection_failure(error)
         if unreachable is not None:
-            click.echo(f"error: {unreachable}", err=True)
+            from dlt.pipeline.exceptions import PipelineStepFailed
+
+            step = getattr(find_cause(error, PipelineStepFailed), "step", None)
+            if step in ("extract", "normalize", "load"):  # it was reachable: an outage, run again
+                click.echo(f"error: the destination went away during the {step} step ({unreachable});"
+                           " run again: the load resumes where it stopped", err=True)
+                raise SystemExit(EXIT_FAILED) from None
+            click.echo(f"error: cannot connect to the destination ({unreachable}): check its host, port"
+                       " and credentials in .dlt/secrets.toml [destination.<name>.credentials], and that"
+                       " the server is running", err=True)
             raise SystemExit(EXIT_USAGE) from None
         unwritable = _unwritable_location(error)
         if unwritable is not None:

@@ -49,6 +49,7 @@ class ProfilesWalk:
         started: datetime,
         load_id: str,
         indices: str = "list",
+        materialize_rejected: bool = False,
     ) -> None:
         self.client = client
         self.plan = plan
@@ -59,6 +60,7 @@ class ProfilesWalk:
         self.started = started
         self.load_id = load_id
         self.indices = indices
+        self.materialize_rejected = materialize_rejected
         self.profiles = 0
         self.rejected = 0
         self.pages = 0
@@ -86,8 +88,8 @@ class ProfilesWalk:
                 yield mark(users_batch, users_hints)
                 yield mark(affinities_batch, affinities_hints)
 
-        # rejected_records exists from the first load on, empty until a record is quarantined
-        yield mark(dlt.mark.materialize_table_schema(), REJECTED_HINTS)
+        if self.materialize_rejected:  # the table exists from the first load on, empty until needed
+            yield mark(dlt.mark.materialize_table_schema(), REJECTED_HINTS)
         # a profile updated during a concurrent walk may be read twice: keep the first
         seen = SeenIds() if self.concurrency > 1 else None
         pages = self._pages()

@@ -2,7 +2,8 @@
 
 ``JSONResponseCursorPaginator`` already stops on a missing, ``null`` or empty token and re-sends the
 original parameters with each page; it has no guard against a server that repeats a token or keeps
-answering empty pages with a token. This subclass adds both, and an optional page cap.
+answering empty pages with a token. This subclass adds both. (The run's
+page cap, ``max_pages``, is the walk's: it counts the pages of every window.)
 """
 
 from __future__ import annotations

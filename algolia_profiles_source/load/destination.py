@@ -28,10 +28,9 @@ def check_destination(destination: Any, pipeline_name: str, dataset_name: str) -
     try:
         reference.client_class  # imports the driver
     except ImportError as error:
-        extra = EXTRAS.get(reference.destination_type.rsplit(".", 1)[-1], name)
-        raise ConfigurationError(
-            f"destination {name} needs its driver ({error}): pip install 'algolia-profiles[{extra}]'"
-        ) from None
+        kind = reference.destination_type.rsplit(".", 1)[-1]
+        install = f"algolia-profiles[{EXTRAS[kind]}]" if kind in EXTRAS else f"dlt[{kind}]"
+        raise ConfigurationError(f"destination {name} needs its driver ({error}): pip install '{install}'") from None
     initial = reference.spec()
     initial.dataset_name = dataset_name
     try:
@@ -75,15 +74,11 @@ def unknown_destination(destination: Any) -> ConfigurationError:
 
 
 def connection_failure(error: BaseException) -> str | None:
-    """What failed when ``error`` comes from a destination that could not be reached (wrong host or
-    port, server down, network), in one line; None for any other error."""
+    """The driver's first line when ``error`` comes from a destination that could not be reached
+    (wrong host or port, server down, network); None for any other error."""
     for cause in causes(error):
         if type(cause).__name__ in ("OperationalError", "ConnectionError", "TransportError") or isinstance(
             cause, ConnectionError
         ):
-            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-            return (
-                f"cannot connect to the destination ({first}): check its host, port and credentials"
-                " in .dlt/secrets.toml [destination.<name>.credentials], and that the server is running"
-            )
+            return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return None

@@ -21,7 +21,6 @@ from .duckdb import (
     create_duckdb_file,
     duckdb_credentials,
     duckdb_path,
-    duckdb_path as duckdb_file,
     out_of_memory,
     waiting_for_duckdb_lock,
 )
@@ -80,9 +79,11 @@ def make_pipeline(
         )
     if destination != "duckdb" and duckdb_path is None:
         check_destination(destination, pipeline_name, dataset_name)  # before any folder is made
+    reading_duckdb = not create and destination == "duckdb" and duckdb_path is None
+    if reading_duckdb:
+        # before dlt.pipeline, which makes the pipeline's folder (and fixes where its file goes)
+        _require_loaded_duckdb(pipeline_name, pipelines_dir, workdir)
     if workdir is not None:
-        if not create:
-            require_folder(workdir)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
         if destination == "duckdb" and duckdb_path is None:
@@ -111,27 +112,57 @@ def make_pipeline(
         if create:
             # before any command connects: DuckDB picks a file's format when it creates the file
             create_duckdb_file(pipeline)
-        else:
-            path = duckdb_file(pipeline)
-            if path is not None and not Path(path).exists():
-                if pipeline.default_schema_name:  # its state says it loaded: the file went away
-                    raise tables_gone(pipeline)
-                raise NothingLoadedError(
-                    f"there is no DuckDB file {path}: run `algolia-profiles load` (or give the --dir"
-                    " of a folder a load used)"
-                )
         return pipeline
     except UnknownDestinationModule as error:
         raise unknown_destination(destination) from error
 
 
-def tables_gone(pipeline: Any) -> ConfigurationError:
+def tables_gone(pipeline_name: str) -> ConfigurationError:
     """The error for a pipeline whose state says it loaded, but whose tables are not there."""
     return ConfigurationError(
-        f"pipeline {pipeline.pipeline_name!r} has loaded before, but its tables are not in the"
+        f"pipeline {pipeline_name!r} has loaded before, but its tables are not in the"
         " destination (a deleted DuckDB file, a dropped dataset?): run `algolia-profiles load`"
         " to load the profiles again"
     )
+
+
+def _require_loaded_duckdb(pipeline_name: str, pipelines_dir: str | None, workdir: str | None) -> None:
+    """For a reading command on DuckDB: the folder and the DuckDB file a load made must exist.
+
+    Without a folder, dlt keeps the pipeline in its own data folder and the file in the folder of
+    the first run: no pipeline there and no file here means nothing was loaded (a file named in
+    dlt's configuration is left to dlt).
+    """
+    if workdir is not None:
+        require_folder(workdir)
+        path = Path(workdir) / f"{pipeline_name}.duckdb"
+        state = Path(pipelines_dir or Path(workdir) / "pipelines") / pipeline_name
+    else:
+        from dlt.common.pipeline import get_dlt_pipelines_dir
+
+        state = Path(pipelines_dir or get_dlt_pipelines_dir()) / pipeline_name
+        if state.exists() or _configured_duckdb_file(pipeline_name):
+            return
+        path = Path(f"{pipeline_name}.duckdb").resolve()
+    if not path.exists():
+        if (state / "state.json").exists():
+            raise tables_gone(pipeline_name)
+        raise NothingLoadedError(
+            f"there is no DuckDB file {path}: run `algolia-profiles load` (or give the --dir of a"
+            " folder a load used)"
+        )
+
+
+def _configured_duckdb_file(pipeline_name: str) -> bool:
+    """Whether dlt's configuration names the DuckDB file (pipeline-scoped or not)."""
+    for key in (f"{pipeline_name}.destination.duckdb.credentials", "destination.duckdb.credentials"):
+        for accessor in (dlt.secrets, dlt.config):
+            try:
+                if accessor.get(key):
+                    return True
+            except Exception:  # noqa: BLE001 - an unreadable provider names nothing
+                continue
+    return False
 
 
 def require_folder(folder: str) -> None:

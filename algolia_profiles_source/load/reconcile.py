@@ -109,7 +109,7 @@ def _record_reconcile(pipeline: Any, at: datetime) -> None:
 
 
 def _rejected_this_load(pipeline: Any, target: Target, load_id: str) -> exp.Select | None:
-    """User IDs the reconcile walk quarantined (or None when nothing was ever quarantined)."""
+    """User IDs the reconcile walk quarantined (None when the table does not exist)."""
     if REJECTED not in pipeline.default_schema.tables:
         return None
     return (

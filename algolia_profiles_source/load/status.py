@@ -17,7 +17,7 @@ from ..http.query import build_query
 from ..tables import SIZES
 from ..times import parse_datetime
 from ..warehouse.read import read_rows
-from .duckdb import duckdb_path
+from .duckdb import duckdb_lock_conflict, duckdb_path
 from .pipeline import row_counts, tables_gone
 from .state import last_run, profiles_state, restore_state
 from .working_dir import running_load
@@ -59,7 +59,11 @@ def status(pipeline: Any) -> dict[str, Any]:
         try:
             info["tables"] = row_counts(pipeline)
         except DatabaseUndefinedRelation:
-            raise tables_gone(pipeline) from None
+            raise tables_gone(pipeline.pipeline_name) from None
+        except Exception as error:  # noqa: BLE001 - re-raised unless a running load holds the file
+            if info["running_load"] is None or duckdb_lock_conflict(error) is None:
+                raise
+            return info  # the load holds the DuckDB file: say so, without the counts
         try:
             info["audiences"] = read_rows(pipeline, SIZES, order_by="segment")
         except TableNotFoundError:  # no segment build yet

@@ -43,24 +43,25 @@ def exclusive(pipeline: Any) -> Iterator[None]:
         try:
             yield
         finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def running_load(pipeline: Any) -> dict[str, Any] | None:
-    """The PID and start of the load running on this pipeline now, or None (without waiting)."""
-    path = _lock_path(pipeline)
-    if not path.exists():
+    """The PID and start of the load running on this pipeline now, or None.
+
+    Read from what the load wrote into its lock file, without taking the lock (a probe could make a
+    load starting at that instant fail): the file is emptied when the load ends, and a PID that is
+    no longer alive (a killed load) counts as no load.
+    """
+    try:
+        holder = json.loads(_lock_path(pipeline).read_text() or "{}")
+        os.kill(int(holder["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:  # held: a load runs
-            try:
-                return dict(json.loads(handle.read() or "{}"))
-            except ValueError:
-                return {}
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
+    return dict(holder)
 
 
 def _lock_path(pipeline: Any) -> Path:
