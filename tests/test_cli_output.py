@@ -9,3 +9,18 @@ def test_a_small_share_keeps_its_significant_digits():
     assert cell(146 / 1_000_000) == "0.000146"  # was printed as 0
     assert cell(0.5) == "0.5" and cell(0.12345) == "0.123" and cell(0.0) == "0"
     assert cell(1234.5) == "1,234.50" and cell(1_000_000) == "1,000,000" and cell(None) == ""
+
+
+def test_usage_errors_have_the_same_one_line_prefix_as_every_error(capsys):
+    import pytest
+
+    from algolia_profiles_source.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["segments", "sizes", "--dri", "x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1
+    assert err[0].startswith("error: No such option '--dri'") and "--help" in err[0]
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "Usage:" in capsys.readouterr().out

@@ -14,14 +14,28 @@ import click
 
 from .audiences import export, report_command, segments
 from .loading import demo, emulator, load
+from .common import EXIT_FAILED, EXIT_USAGE
 from .status import doctor_command, status_command
 
 __all__ = ["cli", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv, prog_name="algolia-profiles", standalone_mode=True)
+    """Console-script entry point: every error one line with the same ``error:`` prefix (click's
+    usage errors included), exit 2 for usage, 1 for a failed run."""
+    try:
+        code = cli.main(args=argv, prog_name="algolia-profiles", standalone_mode=False)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else "algolia-profiles"
+        click.echo(f"error: {error.format_message()} (see '{command} --help')", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    except click.ClickException as error:
+        click.echo(f"error: {error.format_message()}", err=True)
+        raise SystemExit(error.exit_code) from None
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        raise SystemExit(EXIT_FAILED) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
