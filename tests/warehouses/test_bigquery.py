@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import tomllib
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -28,6 +27,7 @@ from algolia_profiles_source.segments import (
 )
 from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator, run
 from tests.test_segments import ALL_FEATURES, NOW, add_injection_profile, expected, members_of
+from tests.test_segments_postgres import close
 from tests.warehouses.bigquery_server import (  # noqa: F401  (fixtures)
     PROJECT, bigquery_client, bigquery_destination, bigquery_endpoint,
 )
@@ -113,16 +113,6 @@ def bq_rows(bq: Any, dataset: str, table: str, columns: str) -> List[Tuple[Any, 
 def duck_rows(pipeline: Any, table: str, columns: str) -> List[Tuple[Any, ...]]:
     with pipeline.sql_client() as client:
         return sorted(map(tuple, client.execute_sql(f"SELECT {columns} FROM {client.make_qualified_table_name(table)}")))
-
-
-def close(a: List[Tuple[Any, ...]], b: List[Tuple[Any, ...]]) -> None:
-    assert len(a) == len(b), (len(a), len(b))
-    for left, right in zip(a, b):
-        for x, y in zip(left, right):
-            if isinstance(x, float) or isinstance(y, float):
-                assert x is not None and y is not None and math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9), (left, right)
-            else:
-                assert x == y, (left, right)
 
 
 @pytest.fixture(scope="module")
