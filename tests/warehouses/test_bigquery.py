@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from dlt.pipeline.exceptions import PipelineStepFailed
 
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from algolia_profiles_source.emulator import Emulator
