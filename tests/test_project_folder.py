@@ -36,6 +36,8 @@ def test_commands_in_a_project_folder_need_no_dir(emulator, tmp_path):
     assert _cli(["segments", "build"], tmp_path).returncode == 0
     sizes = _cli(["segments", "sizes"], tmp_path)
     assert sizes.returncode == 0 and "outdoor_enthusiasts" in sizes.stdout
+    typo = _cli(["segments", "show", "outdoor_enthusiast"], tmp_path)
+    assert typo.returncode == 2 and "did you mean 'outdoor_enthusiasts'" in typo.stderr
     exported = _cli(["export", "outdoor_enthusiasts", "--output-dir", "out"], tmp_path)
     assert exported.returncode == 0 and (tmp_path / "out" / "outdoor_enthusiasts.csv").exists()
     # the environment variable wins over the file; --dir over both

@@ -103,3 +103,11 @@ def test_yaml_and_toml_files(tmp_path):
         load_definitions(tmp_path / "b.toml")
     with pytest.raises(Exception, match="does not exist"):
         load_definitions(tmp_path / "missing.toml")
+
+
+def test_an_unknown_key_lists_the_keys_allowed_in_its_place():
+    with pytest.raises(DefinitionError) as raised:
+        parse_definitions({"audiences": {"a": {"rule": {"affinity": "brand", "count": 3}}}})
+    message = str(raised.value)
+    assert "unknown key 'count'" in message and "allowed here:" in message
+    assert all(key in message.split("allowed here:")[1] for key in ("values", "score", "indices"))

@@ -108,8 +108,11 @@ def segments_show(audience: str, pipeline_name: str, destination: str, dataset_n
         where = exp.column("segment").eq(exp.Literal.string(audience))
         sizes = dataset.rows(SIZES, where=where)
         if not sizes:
-            built = [r["segment"] for r in dataset.rows(SIZES)]
-            raise ConfigurationError(f"audience {audience!r} has not been built (built: {', '.join(built) or 'none'})")
+            from ..segments.definitions import did_you_mean
+
+            built = sorted(r["segment"] for r in dataset.rows(SIZES))
+            raise ConfigurationError(f"audience {audience!r} has not been built{did_you_mean(audience, built)}"
+                                     f" (built: {', '.join(built) or 'none'})")
         history = dataset.rows(BUILDS, order_by="built_at", where=where)
         members = dataset.rows(MEMBERS, where=where)
         members.sort(key=lambda r: (-(r["score"] if r["score"] is not None else -1), r["user_id"]))

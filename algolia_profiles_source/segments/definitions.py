@@ -139,7 +139,7 @@ class AudienceFile:
             if audience.name == name:
                 return audience
         raise ConfigurationError(
-            f"no audience {name!r} in {self.source}{_did_you_mean(name, self.names)}"
+            f"no audience {name!r} in {self.source}{did_you_mean(name, self.names)}"
         )
 
     @property
@@ -205,7 +205,7 @@ class _Parser:
             return False
         for key in value:
             if key not in allowed:
-                self.problem(where, f"unknown key {key!r}{_did_you_mean(str(key), allowed)}")
+                self.problem(where, _unknown_key(key, allowed))
         for key in required:
             if key not in value:
                 self.problem(where, f"missing required key {key!r}")
@@ -301,7 +301,7 @@ class _Parser:
             for key in value:
                 if key not in ("affinity", "profile", "all", "any", "none", "audience", "values",
                                "score", "indices", "updated_within_days"):
-                    self.problem(where, f"unknown key {key!r}{_did_you_mean(str(key), ('affinity', 'profile', 'all', 'any', 'none', 'audience'))}")
+                    self.problem(where, _unknown_key(key, ("affinity", "profile", "all", "any", "none", "audience")))
             return None
         form = forms[0]
         if form == "affinity":
@@ -354,7 +354,7 @@ class _Parser:
         if self.known is not None and name not in self.known:
             self.problem(
                 f"{where}.affinity",
-                f"unknown affinity name {name!r}{_did_you_mean(name, sorted(self.known))}"
+                f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}"
                 f" (known: {', '.join(sorted(self.known)[:12])})",
             )
         score = self.score_range(f"{where}.score", value["score"]) if "score" in value else None
@@ -423,7 +423,7 @@ class _Parser:
                 if ref not in audiences:
                     self.problem(
                         f"audience {audience.name!r}",
-                        f"refers to unknown audience {ref!r}{_did_you_mean(ref, list(audiences))}",
+                        f"refers to unknown audience {ref!r}{did_you_mean(ref, list(audiences))}",
                     )
         ordered: list[Audience] = []
         state: dict[str, str] = {}
@@ -446,7 +446,12 @@ class _Parser:
         return ordered
 
 
-def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+def _unknown_key(key: Any, allowed: Sequence[str]) -> str:
+    """An unknown key, what it may have meant, and the keys allowed in its place."""
+    return f"unknown key {key!r}{did_you_mean(str(key), allowed)}; allowed here: {', '.join(allowed)}"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -28,7 +28,7 @@ from sqlglot import exp
 from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import MEMBERS, SIZES
 from ..warehouse.read import open_dataset
-from .definitions import COLUMN_NAME, TABLE_NAME, _did_you_mean
+from .definitions import COLUMN_NAME, TABLE_NAME, did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 
@@ -123,7 +123,7 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
             .order_by(exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id")
         )
         if audience not in segments:
-            hint = _did_you_mean(audience, segments) or (
+            hint = did_you_mean(audience, segments) or (
                 f" (built: {', '.join(sorted(segments))})" if segments else " (run `segments build` first)"
             )
             raise ConfigurationError(f"audience {audience!r} has not been built{hint}")
@@ -166,7 +166,7 @@ def _join_file(members: pa.Table, path: Path, key: str) -> pa.Table:
         raise ConfigurationError(f"customers file {str(path)!r} must be .csv or .parquet")
     if key not in customers.column_names:
         raise ConfigurationError(
-            f"customers file has no column {key!r}{_did_you_mean(key, customers.column_names)}"
+            f"customers file has no column {key!r}{did_you_mean(key, customers.column_names)}"
             f" (columns: {', '.join(customers.column_names)})"
         )
     customers = customers.set_column(
@@ -241,7 +241,7 @@ def _apply_customer_rules(
         if opt_out_column not in table.column_names:
             raise ConfigurationError(
                 f"customers {customers!r} has no opt-out column {opt_out_column!r}"
-                f"{_did_you_mean(opt_out_column, table.column_names)}: name it with --opt-out-column,"
+                f"{did_you_mean(opt_out_column, table.column_names)}: name it with --opt-out-column,"
                 " or pass --no-opt-out-column if the data holds no opt-outs"
             )
         # only matched members have customer data to read
