@@ -64,6 +64,7 @@ def test_status_during_a_load_says_a_load_is_running(emulator, tmp_path):
     with exclusive(pipeline):  # what a load holds while it runs
         status = _cli(["status", "--dir", str(workdir)], tmp_path)
     assert status.returncode == 0 and f"a load is running: PID {os.getpid()}, since" in status.stdout, status.stdout
+    assert "no load yet" not in status.stdout  # the first load is the one running
     assert "a load is running" not in _cli(["status", "--dir", str(workdir)], tmp_path).stdout
 
 

@@ -36,7 +36,8 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
             running = info["running_load"]
             click.echo(f"a load is running: PID {running.get('pid')}, since {running.get('since')}")
         if not run:
-            click.echo("no load yet: run `algolia-profiles load` (or the demo)")
+            if not info["running_load"]:  # else the first load is the one running
+                click.echo("no load yet: run `algolia-profiles load` (or the demo)")
             return
         click.echo(
             f"last load: {run.get('started_at')} -> {run.get('finished_at')}, {run.get('profiles', 0):,} profiles,"
