@@ -33,6 +33,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
+from tests.availability import unavailable
+
 URL_ENV = "ALGOLIA_PROFILES_PG_URL"
 OS_USER = "postgres"  # the Debian package's server account
 DB_USER = "postgres"  # the cluster's superuser (initdb -U)
@@ -264,12 +266,6 @@ _shared_url: Optional[str] = None
 _failure: Optional[str] = None
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required in CI and unavailable: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a real PostgreSQL database for the whole session (see the module docstring)."""
@@ -278,7 +274,7 @@ def postgres_url() -> Iterator[str]:
         yield _shared_url
         return
     if _failure is not None:
-        _unavailable(_failure)
+        unavailable("PostgreSQL", _failure)
     started = time.monotonic()
     server = postgres_server()
     try:
@@ -286,7 +282,7 @@ def postgres_url() -> Iterator[str]:
     except PostgresUnavailable as error:
         _failure = str(error)
     if _failure is not None:  # reported outside the except block: no chained traceback
-        _unavailable(_failure)
+        unavailable("PostgreSQL", _failure)
     print(f"\nPostgreSQL ready at {url} in {time.monotonic() - started:.2f} s")
     _shared_url = url
     try:

@@ -36,6 +36,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from tests.availability import unavailable
+
 VERSION = "1.4.0"
 # numpy: DuckDB needs it to hand bqemulator query results ("'numpy' is required for this
 # operation"); bqemulator lists it only in its `all` extra
@@ -222,12 +224,6 @@ _shared: Optional[str] = None
 _failure: Optional[str] = None
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"the BigQuery emulator is required in CI and unavailable: {reason}", pytrace=False)
-    pytest.skip(f"BigQuery emulator unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
 def bigquery_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a bqemulator for the whole session (see the module docstring)."""
@@ -238,9 +234,9 @@ def bigquery_endpoint() -> Iterator[str]:
     try:
         import google.cloud.bigquery  # noqa: F401
     except ImportError as error:
-        _unavailable(f"{error}: pip install 'dlt[bigquery]>=1.31,<1.32'")
+        unavailable("the BigQuery emulator", f"{error}: pip install 'dlt[bigquery]>=1.31,<1.32'")
     if _failure is not None:
-        _unavailable(_failure)
+        unavailable("the BigQuery emulator", _failure)
     started = time.monotonic()
     server = bigquery_emulator()
     try:
@@ -248,7 +244,7 @@ def bigquery_endpoint() -> Iterator[str]:
     except BigQueryUnavailable as error:
         _failure = str(error)
     if _failure is not None:  # reported outside the except block: no chained traceback
-        _unavailable(_failure)
+        unavailable("the BigQuery emulator", _failure)
     print(f"\nbqemulator ready at {url} in {time.monotonic() - started:.2f} s", file=sys.stderr)
     _shared = url
     try:

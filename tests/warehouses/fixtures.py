@@ -14,12 +14,12 @@ set), naming what to install.
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from algolia_profiles_source.pipeline import make_pipeline
+from tests.availability import unavailable
 
 SNOWFLAKE_REQUIREMENTS = (
     "'fakesnow==0.11.20' 'snowflake-connector-python>=3.12,<5' 'dlt[snowflake]>=1.31,<1.32' pandas"
@@ -30,13 +30,6 @@ SNOWFLAKE_DATABASE = "ALGOLIA_TEST"
 SNOWFLAKE_URL = f"snowflake://loader:unused-by-fakesnow@fakesnow/{SNOWFLAKE_DATABASE}"
 
 _counter = itertools.count()
-
-
-def unavailable(what: str, reason: str) -> None:
-    """Skips the test with the reason, or fails it when ``CI`` is set (CI must run it)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI and unavailable: {reason}", pytrace=False)
-    pytest.skip(f"{what} unavailable: {reason}")
 
 
 def snowflake_credentials() -> Any:
