@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import click
 
-from .audiences import export, report_command, segments
+from .audiences import report_command, segments
+from .exports import export
 from .loading import demo, emulator, load
 from .common import EXIT_FAILED, EXIT_USAGE
 from .status import doctor_command, status_command
