@@ -42,6 +42,7 @@ from .extract.walk import ProfilesWalk
 from .http.client import ProfilesClient
 from .http.query import ProfilesQuery, build_query
 from .http.rate_limit import RateGovernor
+from .load.erasure import erased_users_for_run
 from .tables import AFFINITIES, CONFIG, CONFIG_COLUMNS, PROFILES_RESOURCE, REJECTED, USERS
 from .times import format_rfc3339, parse_datetime, seconds
 
@@ -181,6 +182,8 @@ def _profiles(
     """Plans the run, walks its pages as ``users`` and ``user_affinities`` tables, saves the cursor."""
     state = dlt.current.resource_state()
     check_application(state, client.application_id)
+    # read once per run: no row of a user on the suppression list is written again
+    erased = erased_users_for_run()
     plan = plan_run(state, query, reconcile=reconcile, overlap=overlap, tables_exist=_has_table(USERS))
     for warning in plan.warnings:
         logger.warning(warning)
@@ -195,7 +198,7 @@ def _profiles(
         indices=_indices_encoding(),
         materialize_rejected=not _has_table(REJECTED),
     )
-    yield from walk.items()
+    yield from erased.leave_out(walk.items())
     if walk.profiles == 0 and query.indices:
         _hint_unknown_indices(client, query.indices)
     # reached only after the last page: an interrupted walk leaves the cursor where it was
@@ -207,6 +210,7 @@ def _profiles(
         "params": dict(plan.params),
         "profiles": walk.profiles,
         "rejected": walk.rejected,
+        "erased_left_out": erased.left_out,
         "backfill": plan.mode == "backfill",
         "reconcile": plan.mode == "reconcile",
         "initial": plan.initial,

@@ -3,6 +3,7 @@ is ``segments_build``). Each is the function the command itself calls."""
 
 from .demo import run_demo as demo
 from .emulator import Emulator as emulator
+from .load.erasure import forget_users as forget
 from .load.pipeline import load_profiles as load
 from .load.pipeline import make_pipeline
 from .segments.report import write_report as report
@@ -10,4 +11,4 @@ from .segments import build_segments as segments_build
 from .segments.export import export_audience as export
 from .load.status import doctor, status
 
-__all__ = ["demo", "doctor", "emulator", "export", "load", "make_pipeline", "report", "segments_build", "status"]
+__all__ = ["demo", "doctor", "emulator", "export", "forget", "load", "make_pipeline", "report", "segments_build", "status"]

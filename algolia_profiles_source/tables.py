@@ -44,6 +44,18 @@ OVERLAPS = "segment_overlaps"
 EVENTS = "segment_membership_events"
 BUILDS = "segment_builds"
 
+# erasure (:mod:`.load.erasure`): the suppression list, one SHA-256 (lower-case hex) of a user ID per
+# erased user, never the ID itself; created by the first erasure, read at the start of every load
+ERASED = "erased_users"
+ERASED_COLUMNS = "user_id_sha256 TEXT, erased_at TIMESTAMPTZ"
+# every table this package writes that holds rows of one user (column ``user_id``): an erasure
+# deletes them all (aggregates such as segment_sizes and segment_builds hold counts only)
+PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, MEMBERS, MEMBERS_NEXT, EVENTS, WORK_FLAGS)
+# dlt's staging dataset (``<dataset>_staging``) keeps the rows of the last merge of these
+STAGED_TABLES = (USERS, AFFINITIES)
+# every export of an audience: the build it sent, so a delta export knows where to start
+EXPORTS = "segment_exports"
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 USERS_SCHEMA = pa.schema(

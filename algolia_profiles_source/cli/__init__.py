@@ -1,5 +1,5 @@
 """The ``algolia-profiles`` command: ``demo``, ``load``, ``emulator``, ``segments``, ``export``,
-``report``, ``status`` and ``doctor``; each calls the function of the same name in :mod:`..api`.
+``report``, ``status``, ``doctor`` and ``forget``; each calls the function of the same name in :mod:`..api`.
 
 Exit codes: 0 success, 1 the run failed (API unavailable, malformed data), 2 bad usage or
 configuration (the message says what to fix).
@@ -16,6 +16,7 @@ from .audiences import report_command, segments
 from .exports import export
 from .loading import demo, emulator, load
 from .common import EXIT_FAILED, EXIT_USAGE
+from .privacy import forget
 from .status import doctor_command, status_command
 
 __all__ = ["cli", "main"]
@@ -49,5 +50,5 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (demo, load, emulator, segments, export, status_command, doctor_command, report_command):
+for command in (demo, load, emulator, segments, export, status_command, doctor_command, report_command, forget):
     cli.add_command(command)
