@@ -8,6 +8,11 @@ exported only when its opt-out value reads as "not opted out" (:func:`read_opt_o
 is not consent (unless the column only marks opt-outs), and a value that cannot be read refuses the
 whole export. The output path must stay inside the
 output directory, an existing file is never overwritten silently, and the file appears atomically.
+
+For an ad platform (``platform``) the file holds only the customers' identifiers, normalized and
+hashed as that platform documents (:mod:`.identifiers`). A delta (``changes_since``) writes two
+files, the members to add and to remove (:mod:`.delta`); the add list passes the same consent rules.
+Every export is recorded in the warehouse, so the next delta can start from it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +32,22 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError, TableNotFoundError
-from ..tables import MEMBERS, SIZES
+from ..tables import EVENTS, MEMBERS, SIZES
+from ..warehouse import dialects
 from ..warehouse.read import open_dataset
+from . import delta, identifiers
 from .definitions import COLUMN_NAME, TABLE_NAME, did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
+# a plain export (no platform) is one sync of its own when deltas are recorded
+FILE_SYNC = "file"
 
 
 @dataclass
 class ExportResult:
+    """What an export wrote. Consent counts cover the audience's current members; in a delta,
+    ``path`` is the file of members to add and ``remove_path`` the file of members to remove."""
+
     path: Path
     rows: int
     members: int
@@ -43,6 +56,19 @@ class ExportResult:
     # customers left out because their opt-out value was empty (no consent recorded)
     no_consent: int = 0
     joined: bool = False
+    platform: str | None = None
+    # hashed exports: values that could not be normalized (left out), customers with no usable identifier
+    unreadable_emails: int = 0
+    unreadable_phones: int = 0
+    no_identifier: int = 0
+    build_id: str = ""
+    sync: str = ""
+    # delta exports
+    changes_since: datetime | None = None
+    remove_path: Path | None = None
+    removed: int = 0
+    # members to remove whose customer data holds no usable identifier (a hashed list cannot name them)
+    unremovable: int = 0
 
 
 def export_audience(
@@ -58,40 +84,159 @@ def export_audience(
     opt_out_column: str | None = "opted_out",
     keep_unmatched: bool = False,
     opt_outs_only: bool = False,
+    platform: str | None = None,
+    email_column: str | None = None,
+    phone_column: str | None = None,
+    phone_region: str | None = None,
+    include_user_id: bool = False,
+    changes_since: str | datetime | None = None,
+    sync: str | None = None,
 ) -> ExportResult:
     """Writes the members of ``audience`` to ``output_dir/filename`` (default ``<audience>.<fmt>``).
 
     With customer data, ``opt_out_column`` must be one of its columns; ``None`` says the data has
     none (every matched customer is exported). ``opt_outs_only`` says the column marks opt-outs
     only, so an empty value means "not opted out" instead of "no consent".
+
+    ``platform`` (``google``, ``meta``, ``campaign_manager_360``) writes a customer list for that ad
+    platform: the SHA-256 of each customer's normalized ``email_column`` and ``phone_column``
+    (default: the columns ``email`` and ``phone`` the data has) and nothing else, but ``user_id``
+    when ``include_user_id``. Phones without a country code take ``phone_region``'s (e.g. ``US``).
+
+    ``changes_since`` (``"last"``, a build id or a time) writes the members to add and to remove
+    since then, as ``<name>.add.<fmt>`` and ``<name>.remove.<fmt>``; ``"last"`` is the last export
+    of this audience for ``sync`` (default: the platform's name, or ``file``).
     """
     if fmt not in FORMATS:
         raise ConfigurationError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if customers is not None and customers_table is not None:
         raise ConfigurationError("give customer data as a file or as a warehouse table, not both")
-    if not COLUMN_NAME.match(customer_key):
-        raise ConfigurationError(f"customer key {customer_key!r} is not a column name")
-    if opt_out_column is not None and not COLUMN_NAME.match(opt_out_column):
-        raise ConfigurationError(f"opt-out column {opt_out_column!r} is not a column name")
-    path = output_path(output_dir, filename or f"{audience}{FORMATS[fmt]}", overwrite)
+    for what, column in (("customer key", customer_key), ("opt-out column", opt_out_column),
+                         ("email column", email_column), ("phone column", phone_column)):
+        if column is not None and not COLUMN_NAME.match(column):
+            raise ConfigurationError(f"{what} {column!r} is not a column name")
+    target = identifiers.platform(platform) if platform is not None else None
+    region = identifiers.phone_region(phone_region)
+    if target is not None and customers is None and customers_table is None:
+        raise ConfigurationError(
+            f"a {platform} customer list is made of the customers' emails and phones: give the"
+            " customer data with --customers FILE or --customers-table TABLE"
+        )
+    if target is not None and keep_unmatched:
+        raise ConfigurationError(
+            "--keep-unmatched keeps members without a customer record, who have no email or phone to"
+            " hash: leave it out of a --platform export"
+        )
+    sync = sync or platform or FILE_SYNC
+    name = filename or f"{audience}{FORMATS[fmt]}"
+    if changes_since is None:
+        paths = [output_path(output_dir, name, overwrite)]
+    else:
+        paths = [output_path(output_dir, _with_part(name, part), overwrite) for part in ("add", "remove")]
+    source = customers_table or (str(customers) if customers is not None else "")
+    wanted = [email_column or "email", phone_column or "phone"] if target is not None else []
 
     members = _members(pipeline, audience)
-    result = ExportResult(path, 0, members.num_rows)
+    result = ExportResult(paths[0], 0, members.num_rows, platform=platform, sync=sync)
     if customers_table is not None:
         table = _join_in_warehouse(pipeline, audience, customers_table, customer_key)
     elif customers is not None:
-        table = _join_file(members, Path(customers), customer_key)
+        table = _join_customers(members, _read_customers(Path(customers), customer_key, wanted), customer_key)
     else:
         table = members
+    left_out = table.slice(0, 0)
     if customers is not None or customers_table is not None:
         result.joined = True
-        _require_one_record_per_member(table, customers_table or str(customers), customer_key)
-        table, result.unmatched, result.opted_out, result.no_consent = _apply_customer_rules(
-            table, customers_table or str(customers), opt_out_column, keep_unmatched, opt_outs_only
+        _require_one_record_per_member(table, source, customer_key)
+        table, left_out, result.unmatched, result.opted_out, result.no_consent = _apply_customer_rules(
+            table, source, opt_out_column, keep_unmatched, opt_outs_only
         )
-    result.rows = table.num_rows
-    _write_atomically(table, path, fmt)
+    columns = _identifier_columns(table.column_names, email_column, phone_column, source) if target else {}
+
+    def hashed(rows: pa.Table) -> identifiers.HashedIdentifiers:
+        assert target is not None
+        return identifiers.hash_identifiers(
+            rows, target, columns.get("email"), columns.get("phone"), region, include_user_id
+        )
+
+    with open_dataset(pipeline) as dataset:
+        build = delta.current_build(dataset, audience)
+        since = None if changes_since is None else delta.resolve_since(dataset, audience, sync, changes_since)
+        changes = None if since is None else delta.membership_changes(dataset, audience, since)
+    result.build_id, result.changes_since = build.build_id, since
+
+    if changes is None:
+        if target is not None:
+            out = hashed(table)
+            result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
+            result.no_identifier = out.no_identifier
+            table = out.table
+        result.rows = table.num_rows
+        _write_atomically(table, paths[0], fmt)
+    else:
+        add = _rows_of(table, changes.entered)
+        # members left out now who were members before `since`: their consent (or customer record)
+        # may have gone since an earlier export sent them
+        withdrawn = _rows_of(left_out, changes.entered, keep=False)
+        if target is None:
+            remove_ids = sorted(set(changes.exited) | set(withdrawn["user_id"].to_pylist()))
+            remove = pa.table({"user_id": pa.array(remove_ids, pa.string())})
+        else:
+            out = hashed(add)
+            result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
+            result.no_identifier = out.no_identifier
+            add = out.table
+            # a member without a customer record has no identifier to name in a hashed list
+            withdrawn = withdrawn.filter(withdrawn["_matched"]) if withdrawn.num_rows else withdrawn
+            gone = [hashed(withdrawn)]
+            if changes.exited:
+                exited = _exited_customers(pipeline, audience, changes, customers, customers_table, customer_key, wanted)
+                gone.append(hashed(exited))
+                result.unremovable = len(changes.exited) - exited.num_rows + gone[-1].no_identifier
+            remove = pa.concat_tables([part.table for part in gone])
+        result.rows, result.removed, result.remove_path = add.num_rows, remove.num_rows, paths[1]
+        _write_atomically(add, paths[0], fmt)
+        _write_atomically(remove, paths[1], fmt)
+    with open_dataset(pipeline) as dataset:
+        delta.record_export(dataset, audience, sync, build, since, result.rows, result.removed)
     return result
+
+
+def _rows_of(table: pa.Table, user_ids: list[str], keep: bool = True) -> pa.Table:
+    """The rows of ``table`` whose ``user_id`` is (``keep``) or is not among ``user_ids``."""
+    if table.num_rows == 0:
+        return table
+    among = pc.is_in(table["user_id"].cast(pa.string()), value_set=pa.array(user_ids, pa.string()))
+    return table.filter(among if keep else pc.invert(among))
+
+
+def _with_part(filename: str, part: str) -> str:
+    """``campers.csv`` -> ``campers.add.csv``."""
+    path = Path(filename)
+    return str(path.with_name(f"{path.stem}.{part}{path.suffix}"))
+
+
+def _identifier_columns(
+    columns: list[str], email_column: str | None, phone_column: str | None, source: str
+) -> dict[str, str]:
+    """The customer columns a hashed list is made of: the ones named, else ``email`` and ``phone``
+    where the data has them."""
+    chosen = {}
+    for kind, given in (("email", email_column), ("phone", phone_column)):
+        name = given or kind
+        if name in columns:
+            chosen[kind] = name
+        elif given is not None:
+            raise ConfigurationError(
+                f"customers {source!r} has no {kind} column {given!r}{did_you_mean(given, columns)}"
+                f" (columns: {', '.join(columns)})"
+            )
+    if not chosen:
+        raise ConfigurationError(
+            f"customers {source!r} has no 'email' or 'phone' column to hash: name them with"
+            f" --email-column / --phone-column (columns: {', '.join(columns)})"
+        )
+    return chosen
 
 
 def output_path(output_dir: str | Path, filename: str, overwrite: bool) -> Path:
@@ -130,20 +275,38 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
         return dataset.arrow(query)
 
 
-def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: str) -> pa.Table:
+def _join_in_warehouse(
+    pipeline: Any, audience: str, customers_table: str, key: str, exited_since: datetime | None = None
+) -> pa.Table:
+    """The audience's members (or those with an exit event after ``exited_since``) left-joined to
+    the customers table, inside the warehouse."""
     if not TABLE_NAME.match(customers_table):
         raise ConfigurationError(f"customers table {customers_table!r} is not a table name like crm.customers")
+    segment = exp.Literal.string(audience)
     with open_dataset(pipeline) as dataset:
         customers = dataset.target.external_table(customers_table)
+        if exited_since is None:
+            columns = ["m.user_id", "m.score", "m.matched_affinities", "m.built_at"]
+            source = exp.alias_(dataset.table(MEMBERS), "m", table=True)
+            where = exp.column("segment", "m").eq(segment)
+            order: list[Any] = [exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id"]
+        else:
+            columns = ["m.user_id"]
+            source = exp.select("user_id").distinct().from_(dataset.table(EVENTS)).where(exp.and_(
+                exp.column("segment").eq(segment), exp.column("event").eq(exp.Literal.string("exited")),
+                exp.column("built_at") > dialects.timestamp(exited_since),
+            )).subquery("m")
+            where = exp.true()
+            order = ["m.user_id"]
         query = (
-            exp.select("m.user_id", "m.score", "m.matched_affinities", "m.built_at", "c.*")
-            .from_(exp.alias_(dataset.table(MEMBERS), "m", table=True))
+            exp.select(*columns, "c.*")
+            .from_(source)
             .join(
                 exp.alias_(customers, "c", table=True), join_type="left",
                 on=exp.cast(dataset.column(key, "c"), "TEXT").eq(exp.column("user_id", "m")),
             )
-            .where(exp.column("segment", "m").eq(exp.Literal.string(audience)))
-            .order_by(exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id")
+            .where(where)
+            .order_by(*order)
         )
         try:
             table = dataset.arrow(query)
@@ -155,13 +318,15 @@ def _join_in_warehouse(pipeline: Any, audience: str, customers_table: str, key: 
     return table.append_column("_matched", pc.is_valid(table[key]))
 
 
-def _join_file(members: pa.Table, path: Path, key: str) -> pa.Table:
+def _read_customers(path: Path, key: str, text_columns: list[str]) -> pa.Table:
+    """A customers file, its key (and ``text_columns``: phones keep their leading zeros) as text."""
     if not path.is_file():
         raise ConfigurationError(f"customers file {str(path)!r} does not exist")
     if path.suffix.lower() == ".parquet":
         customers = pq.read_table(path)
     elif path.suffix.lower() == ".csv":
-        customers = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types={key: pa.string()}))
+        types = {column: pa.string() for column in [key, *text_columns]}
+        customers = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
     else:
         raise ConfigurationError(f"customers file {str(path)!r} must be .csv or .parquet")
     if key not in customers.column_names:
@@ -169,9 +334,10 @@ def _join_file(members: pa.Table, path: Path, key: str) -> pa.Table:
             f"customers file has no column {key!r}{did_you_mean(key, customers.column_names)}"
             f" (columns: {', '.join(customers.column_names)})"
         )
-    customers = customers.set_column(
-        customers.column_names.index(key), key, customers[key].cast(pa.string())
-    )
+    return customers.set_column(customers.column_names.index(key), key, customers[key].cast(pa.string()))
+
+
+def _join_customers(members: pa.Table, customers: pa.Table, key: str) -> pa.Table:
     clashes = [c for c in customers.column_names if c in members.column_names]
     if clashes:
         customers = customers.rename_columns([f"customer_{c}" if c in clashes else c for c in customers.column_names])
@@ -180,7 +346,26 @@ def _join_file(members: pa.Table, path: Path, key: str) -> pa.Table:
     # keep the key column for matching (pyarrow drops the right key): rebuild it from matches
     matched = pc.is_in(joined["user_id"], value_set=customers[key])
     joined = joined.append_column("_matched", matched)
-    return joined.sort_by([("score", "descending"), ("user_id", "ascending")])
+    if "score" in joined.column_names:
+        return joined.sort_by([("score", "descending"), ("user_id", "ascending")])
+    return joined.sort_by("user_id")
+
+
+def _exited_customers(
+    pipeline: Any, audience: str, changes: delta.Changes, customers: str | Path | None,
+    customers_table: str | None, key: str, text_columns: list[str],
+) -> pa.Table:
+    """The customer records of the members who left since ``changes.since`` (to hash for removal)."""
+    exited = pa.array(changes.exited, pa.string())
+    if customers_table is not None:
+        table = _join_in_warehouse(pipeline, audience, customers_table, key, exited_since=changes.since)
+        table = table.filter(pc.is_in(table["user_id"], value_set=exited))
+    else:
+        assert customers is not None
+        ids = pa.table({"user_id": exited})
+        table = _join_customers(ids, _read_customers(Path(customers), key, text_columns), key)
+    _require_one_record_per_member(table, customers_table or str(customers), key)
+    return table.filter(table["_matched"]).drop_columns(["_matched"])
 
 
 def _require_one_record_per_member(table: pa.Table, customers: str, key: str) -> None:
@@ -229,9 +414,10 @@ def read_opt_outs(values: pa.ChunkedArray | pa.Array, customers: str, column: st
 
 def _apply_customer_rules(
     table: pa.Table, customers: str, opt_out_column: str | None, keep_unmatched: bool, opt_outs_only: bool
-) -> tuple[pa.Table, int, int, int]:
+) -> tuple[pa.Table, pa.Table, int, int, int]:
     """Leaves out unmatched members (unless kept), opted-out customers and, unless the column only
-    marks opt-outs, customers without a recorded choice; returns the table and those three counts."""
+    marks opt-outs, customers without a recorded choice; returns the rows kept, the rows left out
+    (``_matched`` says which have a customer record) and those three counts."""
     matched = table["_matched"]
     unmatched = int(pc.sum(pc.invert(matched)).as_py() or 0)
     keep = matched if not keep_unmatched else pa.array([True] * table.num_rows)
@@ -251,8 +437,9 @@ def _apply_customer_rules(
         opted = pc.and_(matched, pc.fill_null(values, False))
     opted_out = int(pc.sum(opted).as_py() or 0)
     no_consent = int(pc.sum(no_choice).as_py() or 0)
-    table = table.filter(pc.and_(keep, pc.invert(pc.or_(opted, no_choice))))
-    return table.drop_columns(["_matched"]), unmatched, opted_out, no_consent
+    exported = pc.and_(keep, pc.invert(pc.or_(opted, no_choice)))
+    kept, left_out = table.filter(exported), table.filter(pc.invert(exported))
+    return kept.drop_columns(["_matched"]), left_out, unmatched, opted_out, no_consent
 
 
 def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
