@@ -130,3 +130,94 @@ def test_the_cli_summary_counts_and_refusals(loaded, tmp_path, capsys):
     with pytest.raises(ConfigurationError, match="give the customer data"):
         export_audience(pipeline, "campers", output_dir=tmp_path / "x", platform="google")
     assert not any((tmp_path / "out").iterdir()) and not (tmp_path / "x").exists()  # nothing written
+
+
+def test_a_delta_adds_who_joined_and_removes_who_left_or_withdrew_consent(loaded, tmp_path):
+    pipeline, _, campers, hikers = loaded
+    build_segments(pipeline, NARROW)
+    everyone = sorted(campers + hikers)
+    path = write_customers(tmp_path / "crm.csv", everyone, opted_out={hikers[0]}, no_choice={hikers[1]})
+    options = dict(output_dir=tmp_path / "out", platform="meta", phone_region="US", sync="meta_test")
+    full = export_audience(pipeline, "campers", customers=path, **options)
+    assert read_pairs(full.path, "email", "phone") == expected_hashes(set(campers), everyone, "meta", "US")
+
+    build_segments(pipeline, WIDE)  # the hikers join
+    withdrawn = campers[0]
+    path = write_customers(tmp_path / "crm2.csv", everyone, opted_out={hikers[0], withdrawn}, no_choice={hikers[1]})
+    first = export_audience(pipeline, "campers", customers=path, filename="d1.csv", changes_since="last", **options)
+    assert first.path.name == "d1.add.csv" and first.remove_path.name == "d1.remove.csv"
+    # a hiker who opted out, or never chose, joined the audience but is never in an add list
+    assert read_pairs(first.path, "email", "phone") == expected_hashes(set(hikers[2:]), everyone, "meta", "US")
+    assert read_pairs(first.remove_path, "email", "phone") == expected_hashes({withdrawn}, everyone, "meta", "US")
+    assert (first.rows, first.removed) == (len(hikers) - 2, 1)
+
+    build_segments(pipeline, NARROW)  # the hikers leave: removed whatever their consent
+    second = export_audience(pipeline, "campers", customers=path, filename="d2.csv", changes_since="last", **options)
+    assert second.rows == 0 and read_pairs(second.path, "email", "phone") == set()
+    assert read_pairs(second.remove_path, "email", "phone") == expected_hashes(set(hikers) | {withdrawn}, everyone, "meta", "US")
+
+    # since the full export the hikers came and went: in neither list; the withdrawn customer stays removed
+    net = export_audience(pipeline, "campers", customers=path, filename="d3.csv", changes_since=full.build_id, **options)
+    assert net.rows == 0 and read_pairs(net.remove_path, "email", "phone") == expected_hashes({withdrawn}, everyone, "meta", "US")
+
+    # an opt-out that cannot be read refuses a delta as it refuses a full export: nothing written
+    unreadable = tmp_path / "crm3.csv"
+    unreadable.write_text(path.read_text().replace(",no\n", ",unsubscribed\n", 1))
+    with pytest.raises(ConfigurationError, match=r"1 value\(s\) of the opt-out column 'opted_out' cannot be read"):
+        export_audience(pipeline, "campers", customers=unreadable, filename="d4.csv", changes_since="last", **options)
+    assert not list((tmp_path / "out").glob("d4*"))
+
+
+def test_a_plain_delta_starts_from_the_last_export_recorded_in_the_warehouse(loaded, tmp_path):
+    pipeline, directory, campers, hikers = loaded
+    build_segments(pipeline, NARROW)
+    export_audience(pipeline, "campers", output_dir=tmp_path / "out")
+    build_segments(pipeline, WIDE)
+    # a fresh runner: the same DuckDB file, no pipeline folder
+    fresh = make_pipeline(pipeline_name="sync_exports", duckdb_path=str(directory / "project" / "sync_exports.duckdb"),
+                          pipelines_dir=str(tmp_path / "fresh"))
+    result = export_audience(fresh, "campers", output_dir=tmp_path / "out", changes_since="last")
+    assert sorted(r["user_id"] for r in csv.DictReader(result.path.open())) == sorted(hikers)  # by score, like a full export
+    assert result.path.read_text().splitlines()[0] == '"user_id","score","matched_affinities","built_at"'
+    assert result.remove_path.read_text().splitlines() == ['"user_id"']
+    build_segments(pipeline, NARROW)
+    again = export_audience(fresh, "campers", output_dir=tmp_path / "out", filename="again.csv", changes_since="last")
+    assert again.rows == 0 and [r["user_id"] for r in csv.DictReader(again.remove_path.open())] == sorted(hikers)
+
+    with pytest.raises(ConfigurationError, match="no earlier export of audience 'campers' for sync 'crm'"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "none", changes_since="last", sync="crm")
+    with pytest.raises(ConfigurationError, match="no build '20200101T000000000000Z' of audience 'campers'"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "none", changes_since="20200101T000000000000Z")
+    with pytest.raises(ConfigurationError, match="is not 'last', a build id"):
+        export_audience(pipeline, "campers", output_dir=tmp_path / "none", changes_since="yesterday")
+    assert not any((tmp_path / "none").iterdir())
+
+
+def test_a_delta_on_postgres(emulator_factory, pg_pipeline_factory, tmp_path):  # noqa: F811
+    emu = emulator_factory(n_users=150, seed=3)
+    pipeline = pg_pipeline_factory()
+    run(pipeline, emu, page_size=150)
+    campers = sorted(p["userID"] for p in emu.store.users() if _has(p, "Camping"))
+    hikers = sorted(p["userID"] for p in emu.store.users() if _has(p, "Hiking") and not _has(p, "Camping"))
+    assert campers and hikers
+    build_segments(pipeline, NARROW)
+    with pipeline.sql_client() as client:  # the customers in a warehouse table
+        table = client.make_qualified_table_name("crm_customers")
+        client.execute_sql(f"CREATE TABLE {table} (user_token TEXT, email TEXT, phone TEXT, opted_out BOOLEAN)")
+        for i, user in enumerate(campers + hikers):
+            client.execute_sql(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
+                               user, f"c{i}@example.com", f"+1 650 555 {i:04d}", user == hikers[0])
+    options = dict(output_dir=tmp_path, customers_table="crm_customers", platform="google")
+    export_audience(pipeline, "campers", **options)
+    build_segments(pipeline, WIDE)
+    fresh = make_pipeline(pipeline_name=pipeline.pipeline_name, destination=pipeline.destination,
+                          dataset_name=pipeline.dataset_name, pipelines_dir=str(tmp_path / "fresh"))
+    added = export_audience(fresh, "campers", filename="d1.csv", changes_since="last", **options)
+    index = {user: i for i, user in enumerate(campers + hikers)}
+    assert {r["Email"] for r in csv.DictReader(added.path.open())} == {
+        sha256_hex(f"c{index[u]}@example.com") for u in hikers[1:]}  # the opted-out hiker is not added
+    build_segments(pipeline, NARROW)
+    removed = export_audience(fresh, "campers", filename="d2.csv", changes_since="last", **options)
+    assert {(r["Email"], r["Phone"]) for r in csv.DictReader(removed.remove_path.open())} == {
+        (sha256_hex(f"c{index[u]}@example.com"), sha256_hex(f"+1650555{index[u]:04d}")) for u in hikers}
+    assert removed.rows == 0 and removed.unremovable == 0
