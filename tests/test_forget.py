@@ -29,6 +29,7 @@ from algolia_profiles_source.tables import ERASED, MEMBERS, PERSONAL_TABLES
 from algolia_profiles_source.times import format_rfc3339
 from algolia_profiles_source.warehouse.target import static_target
 from tests.conftest import API_KEY, APP_ID, run, source_args
+from tests.warehouses.fixtures import fakesnow_db, snowflake_pipeline_factory  # noqa: F401  (fixtures)
 
 NEVER_LOADED = "never-loaded-user"
 
@@ -267,3 +268,17 @@ def test_erasure_sql_compiles_for_every_warehouse(dialect, monkeypatch):
         assert sqlglot.parse_one(sql, dialect=dialect)  # valid in the warehouse's own dialect
     delete = target.render(statements[3].tree)
     assert delete.startswith("DELETE FROM") and "'user-0'''" in delete or "'user-0\\''" in delete
+
+
+def test_forget_on_snowflake(emulator_factory, snowflake_pipeline_factory):  # noqa: F811
+    """On Snowflake (fakesnow): statement by statement, the suppression list first; its upper-cased
+    column read back as loads read it."""
+    emu = emulator_factory(n_users=12, seed=5)
+    pipeline = snowflake_pipeline_factory()
+    run(pipeline, emu, page_size=50)
+    user_id = sorted(p["userID"] for p in emu.store.users())[0]
+    receipt = api.forget(pipeline, [user_id])
+    assert receipt.removed["users"] == 1 and receipt.removed["user_affinities"] > 0 and receipt.added == 1
+    assert erasure.read_suppression_list(pipeline) == {sha256(user_id)}
+    again = api.forget(pipeline, [user_id])
+    assert again.total_removed == 0 and again.already_suppressed == 1
