@@ -315,9 +315,8 @@ def _already_suppressed(dataset: Dataset, hashes: list[str]) -> set[str]:
 
 def _execute(dataset: Dataset, statements: list[Statement]) -> None:
     for statement in statements:
-        sql = dataset.target.render(statement.tree)
-        logger.debug("%s: %s", statement.label, sql)
-        dataset.client.execute_sql(sql)
+        logger.debug("%s", statement.label)  # never the SQL: it holds the user IDs
+        dataset.client.execute_sql(dataset.target.render(statement.tree))
 
 
 def _existing_tables(pipeline: Any) -> tuple[list[str], list[str]]:
