@@ -8,7 +8,8 @@ from .load.pipeline import load_profiles as load
 from .load.pipeline import make_pipeline
 from .segments.report import write_report as report
 from .segments import build_segments as segments_build
+from .segments import plan_segments as segments_plan
 from .segments.export import export_audience as export
 from .load.status import doctor, status
 
-__all__ = ["demo", "doctor", "emulator", "export", "forget", "load", "make_pipeline", "report", "segments_build", "status"]
+__all__ = ["demo", "doctor", "emulator", "export", "forget", "load", "make_pipeline", "report", "segments_build", "segments_plan", "status"]

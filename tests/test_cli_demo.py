@@ -38,6 +38,19 @@ def test_demo_loads_then_loads_changes_incrementally(tmp_path):
             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
         )
         assert shown.returncode == 0 and "kids_shoppers" in shown.stdout, shown.stderr
+    # the plan shows, without writing, exactly what the next build of the same file writes
+    examples = REPO / "algolia_profiles_source" / "segments" / "examples" / "audiences.toml"
+    shown = {}
+    for command in ("plan", "build"):
+        shown[command] = subprocess.run(
+            [sys.executable, "-m", "algolia_profiles_source.cli", "segments", command, "--file", str(examples),
+             "--as-of", "2026-12-24T00:00:00Z", "--dir", str(out)],
+            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        )
+        assert shown[command].returncode == 0, shown[command].stderr
+    plan, build = (_table_rows(shown[c].stdout, 4) for c in ("plan", "build"))
+    assert len(plan) == 5 and any(row[2] != "0" or row[3] != "0" for row in plan)  # --as-of moves members
+    assert sorted(plan) == sorted(build)
     dlt_cli = Path(sys.executable).with_name("dlt")  # dlt's own tooling works on our pipeline
     shown = {}
     for command in ("info", "trace"):
@@ -113,3 +126,9 @@ def test_example_pipelines_run_against_the_emulator(tmp_path):
         ).fetchone()[0]
         users = db.sql("SELECT count(*) FROM algolia_camping.users").fetchone()[0]
     assert 0 < campers == users
+
+
+def _table_rows(printed: str, columns: int) -> list[tuple[str, ...]]:
+    """The first ``columns`` cells of each data row of a table the CLI printed."""
+    rows = [[cell.strip() for cell in line.strip("│ ").split("│")] for line in printed.splitlines() if "│" in line]
+    return [tuple(row[:columns]) for row in rows if row and row[0] != "segment"]

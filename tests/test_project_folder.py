@@ -36,6 +36,12 @@ def test_commands_in_a_project_folder_need_no_dir(emulator, tmp_path):
     assert _cli(["segments", "build"], tmp_path).returncode == 0
     sizes = _cli(["segments", "sizes"], tmp_path)
     assert sizes.returncode == 0 and "outdoor_enthusiasts" in sizes.stdout
+    (tmp_path / "typo.toml").write_text('[audiences.campers]\nrule = { affinity = "category:Campng" }\n')
+    checked = _cli(["segments", "validate", "typo.toml"], tmp_path)
+    assert checked.returncode == 0 and "names and values checked" in checked.stdout
+    assert "category = 'Campng' (did you mean 'Camping'?)" in checked.stderr
+    strict = _cli(["segments", "validate", "typo.toml", "--strict"], tmp_path)
+    assert strict.returncode == 2 and "did you mean 'Camping'?" in strict.stderr
     typo = _cli(["segments", "show", "outdoor_enthusiast"], tmp_path)
     assert typo.returncode == 2 and "did you mean 'outdoor_enthusiasts'" in typo.stderr
     exported = _cli(["export", "outdoor_enthusiasts", "--output-dir", "out"], tmp_path)

@@ -111,3 +111,31 @@ def test_an_unknown_key_lists_the_keys_allowed_in_its_place():
     message = str(raised.value)
     assert "unknown key 'count'" in message and "allowed here:" in message
     assert all(key in message.split("allowed here:")[1] for key in ("values", "score", "indices"))
+
+
+@pytest.mark.parametrize("data", [
+    one(top={"percent": 10}),                      # a misspelt required key: unknown and missing at once
+    one({"affnity": "category:Camping"}),          # a misspelt rule form
+    one({"all": [{"affinty": "brand"}]}),
+    {"audiences": {"aud": {"rul": {"affinity": "brand"}}}},
+    {"audience": {"aud": {"rule": {"affinity": "brand"}}}},
+])
+def test_one_mistake_gives_one_error(data):
+    found = problems(data)
+    assert len(found) == 1, found
+    assert "did you mean" in found[0] or "allowed here" in found[0]
+
+
+def test_values_no_loaded_profile_holds_are_warnings_or_errors_when_strict():
+    data = one({"affinity": "category", "values": ["Camping", "hiking", "Campng"]})
+    values = {"category": {"Camping", "Hiking"}}
+    parsed = parse_definitions(data, KNOWN, known_values=values)
+    assert [w.split(": ", 1)[1].split(":")[0] for w in parsed.warnings] == [
+        "no loaded profile has category = 'hiking' (did you mean 'Hiking'?)",
+        "no loaded profile has category = 'Campng' (did you mean 'Camping'?)",
+    ]
+    with pytest.raises(DefinitionError) as error:
+        parse_definitions(data, KNOWN, known_values=values, strict=True)
+    assert len(error.value.problems) == 2
+    # a name whose values were not loaded (only in the config) is not checked
+    assert not parse_definitions(one({"affinity": "color:Red"}), KNOWN, known_values=values).warnings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import tomllib
 
-from algolia_profiles_source.segments import build_segments
+from algolia_profiles_source.segments import build_segments, plan_segments
 from tests.conftest import run
 from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
 from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
@@ -55,7 +55,11 @@ def test_postgres_and_duckdb_build_identical_segments(emulator_factory, pipeline
     for name, pipeline in (("duckdb", pipeline_factory()), ("postgres", pg_pipeline_factory())):
         run(pipeline, emu, page_size=400)
         create_opt_outs(pipeline, opted_out)
-        build_segments(pipeline, definitions)
+        planned = plan_segments(pipeline, definitions)
+        sizes = build_segments(pipeline, definitions).sizes
+        counts = ("members", "entered", "exited")
+        assert {r["segment"]: tuple(r[c] for c in counts) for r in planned.sizes} == \
+            {r["segment"]: tuple(r[c] for c in counts) for r in sizes}, name
         built[name] = pipeline
 
     duck, pg = built["duckdb"], built["postgres"]

@@ -1,5 +1,5 @@
-"""The commands that build and look at audiences: ``segments build/list/sizes/overlaps/show/sql``
-and ``report``."""
+"""The commands that build and look at audiences: ``segments build/plan/validate/list/sizes/
+overlaps/show/sql`` and ``report``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import click
 
 from ..exceptions import ConfigurationError, TableNotFoundError
+from ..segments.definitions import DefinitionError
 from ..tables import BUILDS, MEMBERS, OVERLAPS, SIZES
 from ..warehouse.read import Dataset, open_dataset
 from .common import errors_as_exit_codes, open_pipeline, pipeline_options, print_table, project_setting
@@ -18,34 +19,127 @@ def segments() -> None:
     """Build and inspect audiences (docs/audiences.md) inside the destination."""
 
 
+def audience_file_option(command):
+    return click.option(
+        "--file", "audience_file", default=None, type=click.Path(dir_okay=False),
+        help="Audience definitions (TOML or YAML) [default: audiences under [algolia_profiles] in"
+             " .dlt/config.toml, or ALGOLIA_PROFILES__AUDIENCES].")(command)
+
+
+def build_options(command):
+    """Options a build and its plan share."""
+    for option in reversed((
+        audience_file_option,
+        click.option("--as-of", default=None, help="RFC 3339 instant that 'within N days' counts back from [default: now]."),
+        click.option("--strict", is_flag=True, help="Affinity values that no loaded profile holds are errors, not warnings."),
+        click.option("--size-change-warning", "size_change", default=50.0, type=click.FloatRange(min=0),
+                     help="Warn about an audience whose size changed by more than this percentage since the last build."),
+    )):
+        command = option(command)
+    return command
+
+
+def _audience_file(audience_file: str | None) -> str:
+    audiences = audience_file or project_setting("audiences")
+    if not audiences:
+        raise ConfigurationError(
+            "no audience file: pass --file audiences.toml, or set audiences = \"audiences.toml\" under"
+            " [algolia_profiles] in .dlt/config.toml (start from the examples:"
+            " algolia_profiles_source/segments/examples/audiences.toml, docs/audiences.md)"
+        )
+    return audiences
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
 @segments.command("build")
 @pipeline_options
-@click.option("--file", "audience_file", default=None, type=click.Path(dir_okay=False),
-              help="Audience definitions (TOML or YAML) [default: audiences under [algolia_profiles] in"
-                   " .dlt/config.toml, or ALGOLIA_PROFILES__AUDIENCES].")
-@click.option("--as-of", default=None, help="RFC 3339 instant that 'within N days' counts back from [default: now].")
+@build_options
 @click.option("--skip-models", is_flag=True, help="Do not rebuild the staging views, affinity_catalog and user_top_affinities.")
 @click.option("--retire", is_flag=True, help="Confirm retiring the audiences the last build made that the file no longer defines.")
+@click.option("--dry-run", is_flag=True, help="Show what the build would write (as `segments plan`) and write nothing.")
 def segments_build(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
-                   audience_file: str | None, as_of: str | None, skip_models: bool, retire: bool) -> None:
+                   audience_file: str | None, as_of: str | None, strict: bool, size_change: float,
+                   skip_models: bool, retire: bool, dry_run: bool) -> None:
     """Validate the audience file, then build models and every audience in the warehouse."""
     from ..times import parse_datetime
     from ..segments import build_segments
 
+    if dry_run:
+        _plan(pipeline_name, destination, dataset_name, workdir, audience_file, as_of, strict, size_change)
+        return
     with errors_as_exit_codes():
-        audiences = audience_file or project_setting("audiences")
-        if not audiences:
-            raise ConfigurationError(
-                "no audience file: pass --file audiences.toml, or set audiences = \"audiences.toml\" under"
-                " [algolia_profiles] in .dlt/config.toml (start from the examples:"
-                " algolia_profiles_source/segments/examples/audiences.toml, docs/audiences.md)"
-            )
+        audiences = _audience_file(audience_file)
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         result = build_segments(
             pipeline, audiences, as_of=parse_datetime(as_of, "as_of"), models=not skip_models, retire=retire,
+            strict=strict, size_change=size_change / 100,
         )
         print_table(f"Build {result.build_id}", result.sizes,
                      ("segment", "members", "entered", "exited", "share_of_users"))
+        _warn(result.warnings)
+
+
+@segments.command("plan")
+@pipeline_options
+@build_options
+def segments_plan(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
+                  audience_file: str | None, as_of: str | None, strict: bool, size_change: float) -> None:
+    """Show what `segments build` would write (sizes, entering and exiting members) without writing anything."""
+    _plan(pipeline_name, destination, dataset_name, workdir, audience_file, as_of, strict, size_change)
+
+
+def _plan(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
+          audience_file: str | None, as_of: str | None, strict: bool, size_change: float) -> None:
+    from ..times import parse_datetime
+    from ..segments.build import plan_segments
+
+    with errors_as_exit_codes():
+        audiences = _audience_file(audience_file)
+        pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
+        plan = plan_segments(pipeline, audiences, as_of=parse_datetime(as_of, "as_of"), strict=strict,
+                             size_change=size_change / 100)
+        print_table("Plan (nothing written)", plan.sizes, ("segment", "members", "entered", "exited"))
+        if plan.retiring:
+            click.echo(f"Retiring (the file no longer defines them; `segments build --retire` confirms):"
+                       f" {', '.join(f'{name} ({size:,} members exit)' for name, size in plan.retiring.items())}")
+        _warn(plan.warnings)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@segments.command("validate")
+@click.argument("audience_file", required=False, type=click.Path(dir_okay=False))
+@pipeline_options
+@click.option("--strict", is_flag=True, help="Affinity values that no loaded profile holds are errors, not warnings.")
+@click.option("--offline", is_flag=True, help="Check the file alone, without reading the warehouse.")
+def segments_validate(audience_file: str | None, pipeline_name: str, destination: str, dataset_name: str,
+                      workdir: str | None, strict: bool, offline: bool) -> None:
+    """Check an audience file. Affinity names and values are checked against the loaded profiles when
+    the pipeline's warehouse can be read; the file's structure always is."""
+    from ..segments.build import load_audiences
+    from ..segments.definitions import load_definitions
+
+    with errors_as_exit_codes():
+        path = _audience_file(audience_file)
+        file = load_definitions(path)  # the structure first: it needs no warehouse
+        checked = "structure only"
+        if not offline:
+            try:
+                pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
+                file = load_audiences(pipeline, path, strict)
+                checked = f"names and values checked against {pipeline.pipeline_name!r}"
+            except DefinitionError:
+                raise
+            except Exception as error:  # no pipeline, no load yet, warehouse unreachable: the file alone
+                checked = f"structure only: names and values not checked ({_first_line(error)})"
+        _warn(list(file.warnings))
+        click.echo(f"{path}: {len(file.audiences)} audience(s) valid ({checked})")
 
 
 @contextmanager

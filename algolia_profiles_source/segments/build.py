@@ -23,7 +23,8 @@ from ..load.state import restore_state
 from ..tables import AFFINITIES, CONFIG, SIZES, USERS
 from ..warehouse.read import Dataset, open_dataset
 from ..warehouse.target import Statement
-from .compiler import segment_statements
+from .checks import DEFAULT_SIZE_CHANGE, size_warnings
+from .compiler import plan_select, segment_statements
 from .definitions import AudienceFile, load_definitions, parse_definitions
 from .models import model_statements
 
@@ -34,38 +35,69 @@ TRANSACTIONAL = ("duckdb", "postgres")
 
 @dataclass
 class BuildResult:
-    """What a segment build produced."""
+    """What a segment build produced. ``warnings``: affinity values no loaded profile holds,
+    audiences that came out empty or changed size by more than the threshold since the last build."""
 
     build_id: str
     built_at: datetime
     sizes: list[dict[str, Any]] = field(default_factory=list)
     statements: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
-def known_affinities(pipeline: Any) -> set[str] | None:
-    """Affinity names that exist: ``personalization_config`` attributes plus loaded names."""
+@dataclass
+class PlanResult:
+    """What a build would write, computed without writing: per audience (file order) ``segment``,
+    ``members``, ``entered``, ``exited``; the audiences it would retire with their current size;
+    and the warnings the build would give."""
+
+    sizes: list[dict[str, Any]] = field(default_factory=list)
+    retiring: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the loaded data holds: the affinity names that exist (``personalization_config``
+    attributes and loaded names) and, per loaded name, its values."""
+
+    names: frozenset[str]
+    values: dict[str, frozenset[str]]
+
+
+def loaded_catalog(pipeline: Any) -> Catalog | None:
+    """The catalog of the loaded profiles, or None before the first load."""
     tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
     if AFFINITIES not in tables:
         return None
+    values: dict[str, set[str]] = {}
     names: set[str] = set()
     with open_dataset(pipeline) as dataset:
-        rows = dataset.rows(exp.select("name").distinct().from_(dataset.table(AFFINITIES)))
-        names.update(row["name"] for row in rows if row["name"])
+        for row in dataset.rows(exp.select("name", "value").distinct().from_(dataset.table(AFFINITIES))):
+            if row["name"]:
+                values.setdefault(row["name"], set()).add(row["value"])
+        names.update(values)
         if CONFIG in tables:
             for row in dataset.rows(exp.select("affinities").from_(dataset.table(CONFIG))):
                 value = row["affinities"]
                 names.update((json.loads(value) if isinstance(value, str) else value) or [])
-    return names
+    return Catalog(frozenset(names), {name: frozenset(held) for name, held in values.items()})
 
 
-def load_audiences(pipeline: Any, source: str | Path | AudienceFile | dict[str, Any]) -> AudienceFile:
-    """Validates an audience file (path, plain data or already parsed) against the loaded data."""
+def load_audiences(
+    pipeline: Any, source: str | Path | AudienceFile | dict[str, Any], strict: bool = False
+) -> AudienceFile:
+    """Validates an audience file (path, plain data or already parsed) against the loaded data:
+    unknown affinity names are errors; values no loaded profile holds are warnings, or errors
+    when ``strict``."""
     if isinstance(source, AudienceFile):
         return source
-    known = known_affinities(pipeline)
+    catalog = loaded_catalog(pipeline)
+    known = catalog.names if catalog else None
+    values = catalog.values if catalog else None
     if isinstance(source, dict):
-        return parse_definitions(source, known)
-    return load_definitions(source, known)
+        return parse_definitions(source, known, known_values=values, strict=strict)
+    return load_definitions(source, known, known_values=values, strict=strict)
 
 
 def build_models(pipeline: Any) -> int:
@@ -82,21 +114,26 @@ def build_segments(
     as_of: datetime | None = None,
     models: bool = True,
     retire: bool = False,
+    strict: bool = False,
+    size_change: float = DEFAULT_SIZE_CHANGE,
 ) -> BuildResult:
     """Validates the audiences, then builds the models (optional) and every audience in the destination.
 
     An audience the last build made that ``audiences`` no longer defines is retired: its members
     leave ``segment_members`` and it writes no more events. That happens only with ``retire=True``;
-    otherwise the build refuses before writing anything, naming them.
+    otherwise the build refuses before writing anything, naming them. ``strict``: affinity values
+    no loaded profile holds are errors, not warnings. ``size_change``: the relative change in size
+    since the last build (0.5 = 50%) beyond which an audience is reported in ``warnings``.
     """
     _require_profiles(pipeline)
-    file = load_audiences(pipeline, audiences)
+    file = load_audiences(pipeline, audiences, strict)
     built_at = datetime.now(timezone.utc)
     build_id = built_at.strftime("%Y%m%dT%H%M%S%fZ")
-    result = BuildResult(build_id, built_at)
+    result = BuildResult(build_id, built_at, warnings=list(file.warnings))
     with open_dataset(pipeline) as dataset:
+        previous = _current_sizes(dataset)
         if not retire:
-            _refuse_to_retire_silently(dataset, {audience.name for audience in file.audiences})
+            _refuse_to_retire_silently(previous, {audience.name for audience in file.audiences})
         target = dataset.target
         statements: list[Statement] = []
         if models:
@@ -104,15 +141,46 @@ def build_segments(
         statements += segment_statements(file, target, built_at, build_id, as_of)
         result.statements = _run(dataset, statements)
         result.sizes = dataset.rows(SIZES, order_by="segment")
+    result.warnings += size_warnings(result.sizes, previous, size_change)
     return result
 
 
-def _refuse_to_retire_silently(dataset: Dataset, defined: set[str]) -> None:
+def plan_segments(
+    pipeline: Any,
+    audiences: str | Path | AudienceFile | dict[str, Any],
+    as_of: datetime | None = None,
+    strict: bool = False,
+    size_change: float = DEFAULT_SIZE_CHANGE,
+) -> PlanResult:
+    """What :func:`build_segments` with the same arguments would write, computed by one read-only
+    query: each audience's size and how many members would enter and exit against the current
+    build, the audiences it would retire, and its warnings. Writes nothing. Without ``as_of`` (in
+    the call or the file), "within N days" counts back from now, as the build's own does."""
+    _require_profiles(pipeline)
+    file = load_audiences(pipeline, audiences, strict)
+    result = PlanResult(warnings=list(file.warnings))
+    with open_dataset(pipeline) as dataset:
+        previous = _current_sizes(dataset)
+        # every build writes segment_sizes and segment_members together
+        query = plan_select(file, dataset.target, datetime.now(timezone.utc), as_of, current_members=bool(previous))
+        result.sizes = dataset.rows(query)
+    defined = {audience.name for audience in file.audiences}
+    result.retiring = {name: size for name, size in sorted(previous.items()) if name not in defined}
+    result.warnings += size_warnings(result.sizes, previous, size_change)
+    return result
+
+
+def _current_sizes(dataset: Dataset) -> dict[str, int]:
+    """Members per audience of the last build (none before the first build)."""
     try:
-        built = {row["segment"] for row in dataset.rows(exp.select("segment").from_(dataset.table(SIZES)))}
-    except TableNotFoundError:  # the first build retires nothing
-        return
-    retiring = sorted(built - defined)
+        return {row["segment"]: row["members"]
+                for row in dataset.rows(exp.select("segment", "members").from_(dataset.table(SIZES)))}
+    except TableNotFoundError:
+        return {}
+
+
+def _refuse_to_retire_silently(built: dict[str, int], defined: set[str]) -> None:
+    retiring = sorted(set(built) - defined)
     if retiring:
         raise ConfigurationError(
             f"this build would retire {len(retiring)} audience(s) the last build made, which the file"

@@ -35,7 +35,7 @@ from .definitions import (
     Rule,
     Suppression,
 )
-from .models import create_if_missing, replace_table, table_ref
+from .models import create_if_missing, live_users, replace_table, table_ref
 
 # the columns of a user that rules read, copied into the flags table
 USER_COLUMNS = ("user_id", "type", "last_updated_at")
@@ -53,12 +53,32 @@ class _Context:
     flags: dict[AffinityRule, int] = field(default_factory=dict)
     # the alias the audience being compiled reads the flags table under
     flag_alias: str = "f"
+    # a plan reads the live users, the flags and each audience's members from CTEs of these names
+    # instead of the staging view and the build's tables
+    users_cte: str | None = None
+    flags_cte: str | None = None
+    members_ctes: dict[str, str] | None = None
 
     def since(self, days: float) -> exp.Expression:
         return dialects.timestamp(self.as_of - timedelta(days=days))
 
+    def users_table(self, alias: str | None = None) -> exp.Expression:
+        """The live users (the staging view, or the plan's CTE)."""
+        if self.users_cte:
+            table = exp.to_table(self.users_cte)
+            return exp.alias_(table, alias, table=True) if alias else table
+        return table_ref(self.target, STG_USERS, alias)
+
     def flags_table(self) -> exp.Table:
+        if self.flags_cte:
+            return exp.to_table(self.flags_cte)
         return dialects.work_table(self.target, WORK_FLAGS)
+
+    def members_of(self, audience: str) -> exp.Table:
+        """Where the members of ``audience`` (built earlier in dependency order) are read from."""
+        if self.members_ctes is not None:
+            return exp.to_table(self.members_ctes[audience])
+        return self.target.table(MEMBERS_NEXT)
 
 
 def _score_column(index: int) -> str:
@@ -154,7 +174,7 @@ def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
     return exp.select(
         *[exp.column(c, "u") for c in USER_COLUMNS], *[exp.column(c.alias_or_name, "g") for c in columns]
     ).from_(grouped.subquery("g")).join(
-        table_ref(target, STG_USERS, "u"), on=exp.column("user_id", "u").eq(exp.column("user_id", "g"))
+        ctx.users_table("u"), on=exp.column("user_id", "u").eq(exp.column("user_id", "g"))
     )
 
 
@@ -213,7 +233,7 @@ def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> e
 def _member_of(ctx: _Context, audience: str, user: exp.Expression) -> exp.Expression:
     return exp.Exists(this=dialects.parse(
         "SELECT 1 FROM :members AS m WHERE m.segment = :segment AND m.user_id = :user",
-        members=ctx.target.table(MEMBERS_NEXT), segment=audience, user=user,
+        members=ctx.members_of(audience), segment=audience, user=user,
     ))
 
 
@@ -270,11 +290,22 @@ def _suppressed(suppression: Suppression, ctx: _Context) -> list[exp.Expression]
     return conditions
 
 
-def audience_insert(
+def audience_select(
     audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime
-) -> exp.Expression:
-    """``INSERT INTO segment_members__next`` the final members of one audience."""
+) -> exp.Select:
+    """The final members of one audience: ``segment, user_id, score, matched_affinities, built_at``."""
+    scored, final = _audience_members(audience, index, file, ctx, built_at, "r")
+    return final.with_("r", as_=scored)
+
+
+def _audience_members(
+    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime, scored_cte: str
+) -> tuple[exp.Select, exp.Select]:
+    """The audience's candidates with their scores (to be the CTE ``scored_cte``), and its final
+    members read from that CTE."""
     target = ctx.target
+    # the final select reads the candidates as `r`, whatever the CTE's name
+    r = exp.to_table("r") if scored_cte == "r" else exp.alias_(exp.to_table(scored_cte), "r", table=True)
     # A rule that cannot match without an affinity row reads only the flags table (its users, a
     # fraction of all, carry the columns rules read); any other starts from every live user.
     by_name = {a.name: a for a in file.audiences}
@@ -301,45 +332,98 @@ def audience_insert(
     scored = dialects.parse(
         f"SELECT u.user_id, :score AS score, CAST(:matched AS BIGINT) AS matched_affinities {source}"
         " WHERE :candidate",
-        users=table_ref(target, STG_USERS), flags=ctx.flags_table(), score=score, matched=matched,
+        users=ctx.users_table(), flags=ctx.flags_table(), score=score, matched=matched,
         candidate=exp.and_(*where),
     )
 
-    final = dialects.parse("SELECT r.user_id, r.score, r.matched_affinities FROM r")
+    final = dialects.parse("SELECT r.user_id, r.score, r.matched_affinities FROM :r", r=r)
     top = audience.top
     user_order = dialects.binary_order(exp.column("user_id", "r"), target.dialect)
     if top is not None and not top.per_value:
         final = dialects.parse(
             "SELECT k.user_id, k.score, k.matched_affinities FROM ("
             " SELECT r.user_id, r.score, r.matched_affinities,"
-            " ROW_NUMBER() OVER (ORDER BY r.score DESC NULLS LAST, :user_order) AS rn FROM r) AS k"
+            " ROW_NUMBER() OVER (ORDER BY r.score DESC NULLS LAST, :user_order) AS rn FROM :r) AS k"
             " WHERE k.rn <= :n",
-            user_order=user_order, n=top.n,
+            user_order=user_order, n=top.n, r=r,
         )
     elif top is not None:
         final = dialects.parse(
-            "SELECT r.user_id, r.score, r.matched_affinities FROM r WHERE r.user_id IN ("
+            "SELECT r.user_id, r.score, r.matched_affinities FROM :r WHERE r.user_id IN ("
             " SELECT p.user_id FROM (SELECT a.user_id, ROW_NUMBER() OVER"
             " (PARTITION BY a.name, a.value ORDER BY a.score DESC, :user_order) AS rn"
-            " FROM :affinities AS a JOIN r AS r2 ON r2.user_id = a.user_id WHERE :positive) AS p"
+            " FROM :affinities AS a JOIN :scored AS r2 ON r2.user_id = a.user_id WHERE :positive) AS p"
             " WHERE p.rn <= :n)",
+            r=r, scored=exp.to_table(scored_cte),
             # r holds live users only: the raw table spares the staging view's join
             affinities=table_ref(target, AFFINITIES), n=top.n,
             user_order=dialects.binary_order(exp.column("user_id", "a"), target.dialect),
             positive=exp.or_(*[exp.paren(p) for p in positive]) if positive else exp.false(),
         )
-    select = dialects.parse(
+    return scored, dialects.parse(
         "SELECT :segment AS segment, x.user_id, x.score, x.matched_affinities, :built_at AS built_at"
         " FROM (:final) AS x",
         segment=audience.name, built_at=dialects.timestamp(built_at), final=final,
-    ).with_("r", as_=scored)
+    )
+
+
+def audience_insert(
+    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime
+) -> exp.Expression:
+    """``INSERT INTO segment_members__next`` the final members of one audience."""
     return exp.Insert(
         this=exp.Schema(
-            this=target.table(MEMBERS_NEXT),
+            this=ctx.target.table(MEMBERS_NEXT),
             expressions=[exp.to_identifier(c) for c in ("segment", "user_id", "score", "matched_affinities", "built_at")],
         ),
-        expression=select,
+        expression=audience_select(audience, index, file, ctx, built_at),
     )
+
+
+def plan_select(
+    file: AudienceFile, target: Target, built_at: datetime, as_of: datetime | None = None,
+    current_members: bool = True,
+) -> exp.Select:
+    """One read-only query: per audience of ``file``, in file order, how many members a build at
+    ``built_at`` would write (``members``) and how many of them would enter or exit against
+    ``segment_members`` (``entered``, ``exited``). It runs the build's own member selects, with the
+    flags table and each audience's members as CTEs, so it creates nothing; with the same
+    ``as_of``, the next build writes these numbers. ``current_members=False``: there is no
+    ``segment_members`` yet (the first build), so every member enters."""
+    ctx = _Context(target, as_of or file.as_of or built_at, users_cte="plan_users", flags_cte="plan_flags",
+                   members_ctes={a.name: f"plan_{i}" for i, a in enumerate(file.audiences)})
+    flags = flags_select(file, ctx)
+    members = target.table(MEMBERS)
+    rows = []
+    for index, audience in enumerate(file.audiences):
+        cte = exp.to_table(ctx.members_of(audience.name).name)
+        if current_members:
+            changes = dialects.parse(
+                "SELECT (SELECT COUNT(*) FROM :cte AS n WHERE NOT EXISTS (SELECT 1 FROM :members AS o"
+                " WHERE o.segment = :segment AND o.user_id = n.user_id)) AS entered,"
+                " (SELECT COUNT(*) FROM :members AS o WHERE o.segment = :segment AND NOT EXISTS"
+                " (SELECT 1 FROM :cte AS n WHERE n.user_id = o.user_id)) AS exited",
+                cte=cte, members=members, segment=audience.name,
+            ).expressions
+        else:
+            changes = dialects.parse(
+                "SELECT (SELECT COUNT(*) FROM :cte) AS entered, CAST(0 AS BIGINT) AS exited", cte=cte,
+            ).expressions
+        rows.append(exp.select(
+            exp.alias_(exp.Literal.string(audience.name), "segment"),
+            exp.alias_(exp.Literal.number(index), "position"),
+            exp.alias_(exp.Subquery(this=exp.select(exp.func("COUNT", exp.Star())).from_(cte.copy())), "members"),
+            *changes,
+        ))
+    plan = exp.select("p.segment", "p.members", "p.entered", "p.exited").from_(
+        (exp.union(*rows, distinct=False) if len(rows) > 1 else rows[0]).subquery("p")
+    ).order_by("p.position")
+    # every CTE at the top level: no WITH nested in another (the BigQuery emulator returns nothing)
+    plan = plan.with_(ctx.users_cte, as_=live_users(target)).with_(ctx.flags_cte, as_=flags)
+    for index, audience in enumerate(file.audiences):
+        scored, final = _audience_members(audience, index, file, ctx, built_at, f"plan_scored_{index}")
+        plan = plan.with_(f"plan_scored_{index}", as_=scored).with_(ctx.members_of(audience.name).name, as_=final)
+    return plan
 
 
 def segment_statements(

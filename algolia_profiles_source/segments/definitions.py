@@ -1,8 +1,10 @@
 """Audience files: parsing and validation into typed definitions (the language is in docs/audiences.md).
 
-Everything is checked before any SQL exists: unknown keys (with a did-you-mean), unknown affinity
-names, impossible score ranges, bad references and cycles between audiences. Each error names the
-audience and the field, and all errors of a file are reported together.
+Everything is checked before any SQL exists: unknown keys (with a did-you-mean and the keys allowed
+in their place), unknown affinity names, impossible score ranges, bad references and cycles between
+audiences. Each error names the audience and the field, one mistake gives one error, and all errors
+of a file are reported together. Affinity values that no loaded profile holds are warnings (errors
+when strict): a typo there would otherwise build an empty audience.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from ..exceptions import ConfigurationError
 from ..times import parse_datetime
@@ -25,6 +27,8 @@ AUDIENCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 PROFILE_TYPES = ("basic", "predictive", "realtime")
+RULE_FORMS = ("affinity", "profile", "all", "any", "none", "audience")
+AFFINITY_OPTIONS = ("values", "score", "indices", "updated_within_days")
 
 
 class DefinitionError(ConfigurationError):
@@ -133,6 +137,8 @@ class AudienceFile:
     suppression: Suppression = field(default_factory=Suppression)
     as_of: datetime | None = None
     source: str = "<audiences>"
+    # what is suspicious but buildable: affinity values no loaded profile holds
+    warnings: tuple[str, ...] = ()
 
     def get(self, name: str) -> Audience:
         for audience in self.audiences:
@@ -168,23 +174,32 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 
 def load_definitions(
-    path: str | Path, known_affinities: Iterable[str] | None = None
+    path: str | Path,
+    known_affinities: Iterable[str] | None = None,
+    known_values: Mapping[str, Collection[str]] | None = None,
+    strict: bool = False,
 ) -> AudienceFile:
     """Reads and validates an audience file (see :func:`parse_definitions`)."""
-    return parse_definitions(read_file(path), known_affinities, source=str(path))
+    return parse_definitions(read_file(path), known_affinities, source=str(path), known_values=known_values,
+                             strict=strict)
 
 
 def parse_definitions(
     data: Mapping[str, Any],
     known_affinities: Iterable[str] | None = None,
     source: str = "<audiences>",
+    known_values: Mapping[str, Collection[str]] | None = None,
+    strict: bool = False,
 ) -> AudienceFile:
     """Validates plain data into an :class:`AudienceFile`; raises :class:`DefinitionError`.
 
     ``known_affinities``: the affinity attribute names that exist (from ``personalization_config``
     and the loaded affinities); when given, rules naming another attribute are errors.
+    ``known_values``: per affinity name, the values the loaded profiles hold; a rule value of such
+    a name that is not among them is a warning (in :attr:`AudienceFile.warnings`), or an error
+    when ``strict``. Names missing from ``known_values`` have their values unchecked.
     """
-    parser = _Parser(set(known_affinities) if known_affinities is not None else None)
+    parser = _Parser(set(known_affinities) if known_affinities is not None else None, known_values or {}, strict)
     result = parser.parse(data, source)
     if parser.problems:
         raise DefinitionError(source, parser.problems)
@@ -192,24 +207,35 @@ def parse_definitions(
 
 
 class _Parser:
-    def __init__(self, known_affinities: set | None) -> None:
+    def __init__(self, known_affinities: set | None, known_values: Mapping[str, Collection[str]],
+                 strict: bool) -> None:
         self.known = known_affinities
+        self.known_values = known_values
+        self.strict = strict
         self.problems: list[str] = []
+        self.warnings: list[str] = []
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
 
     def keys(self, where: str, value: Any, allowed: Sequence[str], required: Sequence[str] = ()) -> bool:
+        """Checks a table's keys. Whatever is wrong with them is one problem (a misspelt required
+        key is an unknown key and a missing one at once). False when ``value`` is not a table or
+        lacks a required key, so that the caller does not report the same mistake again."""
         if not isinstance(value, Mapping):
             self.problem(where, f"expected a table, got {_kind(value)}")
             return False
-        for key in value:
-            if key not in allowed:
-                self.problem(where, _unknown_key(key, allowed))
-        for key in required:
-            if key not in value:
-                self.problem(where, f"missing required key {key!r}")
-        return True
+        unknown = [key for key in value if key not in allowed]
+        missing = [key for key in required if key not in value]
+        if unknown or missing:
+            parts = []
+            if unknown:
+                parts.append(", ".join(f"unknown key {key!r}{did_you_mean(str(key), allowed)}" for key in unknown)
+                             + f"; allowed here: {', '.join(allowed)}")
+            if missing:
+                parts.append(f"missing required key {', '.join(repr(key) for key in missing)}")
+            self.problem(where, "; ".join(parts))
+        return not missing
 
     def parse(self, data: Mapping[str, Any], source: str) -> AudienceFile:
         self.keys("file", data, ("settings", "suppression", "audiences"), ("audiences",))
@@ -224,7 +250,7 @@ class _Parser:
         raw = data.get("audiences", {})
         audiences: dict[str, Audience] = {}
         if isinstance(raw, Mapping):
-            if not raw:
+            if not raw and "audiences" in data:
                 self.problem("audiences", "no audience is defined")
             for name, body in raw.items():
                 audience = self.audience(str(name), body)
@@ -233,7 +259,7 @@ class _Parser:
         elif "audiences" in data:
             self.problem("audiences", f"expected a table of audiences, got {_kind(raw)}")
         ordered = self.order(audiences)
-        return AudienceFile(tuple(ordered), suppression, as_of, source)
+        return AudienceFile(tuple(ordered), suppression, as_of, source, tuple(self.warnings))
 
     def suppression(self, where: str, value: Any) -> Suppression:
         if not self.keys(where, value, ("user_ids", "table", "column")):
@@ -294,14 +320,14 @@ class _Parser:
         if not isinstance(value, Mapping):
             self.problem(where, f"expected a rule table, got {_kind(value)}")
             return None
-        forms = [k for k in ("affinity", "profile", "all", "any", "none", "audience") if k in value]
+        forms = [k for k in RULE_FORMS if k in value]
         if len(forms) != 1:
-            what = "no rule form" if not forms else f"several rule forms ({', '.join(forms)})"
-            self.problem(where, f"{what}: use exactly one of affinity, profile, all, any, none, audience")
-            for key in value:
-                if key not in ("affinity", "profile", "all", "any", "none", "audience", "values",
-                               "score", "indices", "updated_within_days"):
-                    self.problem(where, _unknown_key(key, ("affinity", "profile", "all", "any", "none", "audience")))
+            unknown = [key for key in value if key not in RULE_FORMS + AFFINITY_OPTIONS]
+            if unknown and not forms:
+                self.problem(where, _unknown_key(unknown[0], RULE_FORMS).replace("allowed here", "a rule is one of"))
+            else:
+                what = "no rule form" if not forms else f"several rule forms ({', '.join(forms)})"
+                self.problem(where, f"{what}: use exactly one of {', '.join(RULE_FORMS)}")
             return None
         form = forms[0]
         if form == "affinity":
@@ -336,7 +362,7 @@ class _Parser:
         return GroupRule(form, tuple(parsed))  # type: ignore[arg-type]
 
     def affinity(self, where: str, value: Mapping[str, Any]) -> AffinityRule | None:
-        self.keys(where, value, ("affinity", "values", "score", "indices", "updated_within_days"))
+        self.keys(where, value, ("affinity",) + AFFINITY_OPTIONS)
         spec = value["affinity"]
         if not isinstance(spec, str) or not spec.strip(":"):
             self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
@@ -357,6 +383,8 @@ class _Parser:
                 f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}"
                 f" (known: {', '.join(sorted(self.known)[:12])})",
             )
+        elif name in self.known_values:
+            self.check_values(f"{where}.{'values' if 'values' in value else 'affinity'}", name, values)
         score = self.score_range(f"{where}.score", value["score"]) if "score" in value else None
         indices = value.get("indices", [])
         if not isinstance(indices, list) or not all(isinstance(i, str) and i for i in indices):
@@ -364,6 +392,21 @@ class _Parser:
             indices = []
         days = self.days(f"{where}.updated_within_days", value.get("updated_within_days"))
         return AffinityRule(name, tuple(values), score, tuple(indices), days)
+
+    def check_values(self, where: str, name: str, values: Sequence[str]) -> None:
+        """Values of ``name`` that no loaded profile holds: a warning, or a problem when strict."""
+        held = self.known_values[name]
+        for value in values:
+            if value in held:
+                continue
+            same_but_case = [v for v in held if v.casefold() == value.casefold()]
+            hint = f" (did you mean {same_but_case[0]!r}?)" if same_but_case else did_you_mean(value, held)
+            message = (f"no loaded profile has {name} = {value!r}{hint}: a rule on it matches nobody"
+                       f" ({len(held):,} values of {name} are loaded)")
+            if self.strict:
+                self.problem(where, message)
+            else:
+                self.warnings.append(f"{where}: {message}")
 
     def score_value(self, where: str, value: Any) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

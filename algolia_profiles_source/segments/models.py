@@ -52,20 +52,22 @@ def create_if_missing(
     return Statement(f"create {name} if missing", tree)
 
 
+def live_users(target: Target) -> exp.Select:
+    """The users not deleted at reconcile: the staging view ``stg_algolia__users``."""
+    return dialects.parse(
+        "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u"
+        " WHERE u.deleted_at IS NULL",
+        users=target.table(USERS),
+    )
+
+
 def model_statements(target: Target, has_config: bool = True) -> list[Statement]:
     """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities (view)."""
     d = target.dialect
     statements = [
         Statement(
             f"view {STG_USERS}",
-            exp.Create(
-                this=target.table(STG_USERS), kind="VIEW", replace=True,
-                expression=dialects.parse(
-                    "SELECT u.user_id, u.type, u.last_updated_at, u.affinity_count FROM :users AS u"
-                    " WHERE u.deleted_at IS NULL",
-                    users=target.table(USERS),
-                ),
-            ),
+            exp.Create(this=target.table(STG_USERS), kind="VIEW", replace=True, expression=live_users(target)),
         ),
         Statement(
             f"view {STG_AFFINITIES}",

@@ -22,7 +22,7 @@ from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from algolia_profiles_source.emulator import Emulator
 from algolia_profiles_source.pipeline import make_pipeline
 from algolia_profiles_source.segments import (
-    build_segments, load_definitions, model_statements, segment_statements, static_target,
+    build_segments, load_definitions, model_statements, plan_segments, segment_statements, static_target,
 )
 from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator, run
 from tests.test_segments import ALL_FEATURES, NOW, add_injection_profile, expected, members_of
@@ -214,7 +214,11 @@ def test_the_product_loads_merges_reconciles_and_builds_in_bigquery(bigquery_des
         assert result.run["deleted"] == 1
 
         examples = tomllib.loads(EXAMPLE_AUDIENCES.read_text())
+        planned = plan_segments(pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
         built = build_segments(pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
+        counts = ("members", "entered", "exited")
+        assert {r["segment"]: tuple(r[c] for c in counts) for r in planned.sizes} == \
+            {r["segment"]: tuple(r[c] for c in counts) for r in built.sizes}
         want = expected(emu, {**examples, "settings": {"as_of": NOW}})
         assert members_of(pipeline) == want and len(want) >= 4
         assert {row["segment"]: row["members"] for row in built.sizes} == {n: len(m) for n, m in want.items()}

@@ -68,6 +68,7 @@ class Warehouse:
     start_dates: Dict[str, Set[Any]] = field(default_factory=dict)  # stage -> startDate params sent
     tables: Dict[str, Dict[str, List[Dict[str, Any]]]] = field(default_factory=dict)  # stage -> rows
     builds: Dict[str, Any] = field(default_factory=dict)  # audience file -> BuildResult
+    plans: Dict[str, Any] = field(default_factory=dict)  # audience file -> PlanResult of its build
     members: Dict[str, Dict[str, Dict[str, Any]]] = field(default_factory=dict)  # file -> members
 
     @property
@@ -169,6 +170,7 @@ def world(tmp_path_factory: Any) -> Iterator[World]:
             create_customers_table(warehouse.pipeline, world.customers)
             warehouse.builds["all_features"] = api.segments_build(warehouse.pipeline, copy.deepcopy(world.all_features))
             warehouse.members["all_features"] = members_of(warehouse.pipeline)
+            warehouse.plans["examples"] = api.segments_plan(warehouse.pipeline, EXAMPLE_AUDIENCES, as_of=NOW)
             warehouse.builds["examples"] = api.segments_build(warehouse.pipeline, EXAMPLE_AUDIENCES, as_of=NOW, retire=True)
             warehouse.members["examples"] = members_of(warehouse.pipeline)
         yield world
@@ -266,6 +268,12 @@ def test_audiences_equal_the_oracle(world, name, audiences):
                for row in sizes), sizes[0]
     assert {row["segment"]: row["members"] for row in sizes if row["members"]} == {k: len(v) for k, v in want.items()}
     assert all(type(row[c]) is int for row in sizes for c in ("members", "entered", "exited")), sizes
+    if audiences == "examples":  # planned against the all_features build, whose audiences it retires
+        plan = warehouse.plans[audiences]
+        counts = ("members", "entered", "exited")
+        assert {r["segment"]: tuple(r[c] for c in counts) for r in plan.sizes} == \
+            {r["segment"]: tuple(r[c] for c in counts) for r in sizes}
+        assert set(plan.retiring) == {r["segment"] for r in warehouse.builds["all_features"].sizes} - set(want)
 
 
 # --------------------------------------------------------------------------------------------------
