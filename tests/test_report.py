@@ -327,3 +327,27 @@ def test_charts_have_axis_titles_full_labels_and_every_audience_in_a_legend(draw
     assert days & set(dom.charts["history"]["texts"]), "the time axis names the builds' days"
     if case == "ten_builds":
         assert all(name in reports[case].read_text() for name in RETIRED)  # named under the chart
+
+
+def test_the_report_warns_of_empty_audiences_and_size_jumps():
+    built = datetime(2026, 11, 28, 6, tzinfo=timezone.utc)
+    before = built - timedelta(days=1)
+
+    def row(segment, members, at):
+        return {"build_id": str(at), "segment": segment, "members": members, "entered": 0, "exited": 0, "built_at": at}
+
+    history = [row("steady", 100, before), row("jumped", 100, before), row("emptied", 40, before),
+               row("steady", 110, built), row("jumped", 260, built), row("emptied", 0, built), row("new", 0, built)]
+    page = render({"sizes": [dict(r, share_of_users=0.1) for r in history if r["built_at"] == built],
+                   "history": history, "overlaps": [], "catalog": [], "buckets": [], "freshness": []})
+    warnings = page[page.index('<section id="warnings"'):]
+    warnings = warnings[:warnings.index("</section>")]
+    assert re.findall(r"<li>(.*?)</li>", warnings) == [
+        "audience &#x27;jumped&#x27; changed size by +160% since the last build (100 -&gt; 260 members;"
+        " warning threshold 50%)",
+        "audience &#x27;emptied&#x27; is empty: nobody matches it (it had 40 members)",
+        "audience &#x27;new&#x27; is empty: nobody matches it",
+    ]
+    quiet = [r for r in history if r["segment"] == "steady"]
+    assert 'id="warnings"' not in render({"sizes": [dict(quiet[-1], share_of_users=0.1)], "history": quiet, "overlaps": [], "catalog": [],
+                                           "buckets": [], "freshness": []})

@@ -1,6 +1,7 @@
 """A self-contained HTML audience report: Vega-Lite charts drawn by script inlined in the page.
 
-Sections: audience sizes and their change over builds (entered/exited), the overlap heat map,
+Sections: warnings (audiences of the last build that came out empty or changed size by more than
+half since the build before), audience sizes and their change over builds (entered/exited), the overlap heat map,
 score distributions per affinity name, the top values per affinity name, and profile freshness.
 Every number is read from the models a segment build wrote. The charts are Vega-Lite specifications
 (:mod:`.charts`, written with Altair) drawn in the browser by the Vega, Vega-Lite and vega-embed
@@ -25,6 +26,7 @@ from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import BUILDS, CATALOG, OVERLAPS, SIZES, STG_AFFINITIES, STG_USERS
 from ..warehouse.read import open_dataset
 from . import charts
+from .checks import size_warnings
 
 
 def write_report(pipeline: Any, path: str | Path, overwrite: bool = False) -> Path:
@@ -91,6 +93,8 @@ def render(data: dict[str, Any]) -> str:
                           f" the last one (left out of the legend): {_e(', '.join(retired))}")
     history_notes += "; last build:</p>"
     last = [r for r in history if builds and r["built_at"] == builds[-1]]
+    earlier = {r["segment"]: r["members"] for r in history if r["built_at"] != builds[-1]}  # the latest wins
+    warnings = size_warnings(last, earlier)
     sections = [
         _section("Audience sizes", "sizes", chart("sizes", charts.sizes_chart(sizes), "no audiences"),
                  _table(sizes, ("segment", "members", "entered", "exited", "share_of_users"))),
@@ -115,10 +119,11 @@ h1 {{ margin-bottom: .2rem; }} h2 {{ margin-top: 2.2rem; border-bottom: 1px soli
 table {{ border-collapse: collapse; margin-top: .8rem; }} td, th {{ padding: .2rem .7rem; border-bottom: 1px solid #eee; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }} .muted {{ color: #777; }} summary {{ cursor: pointer; color: #555; margin-top: .6rem; }}
 .chart-view {{ margin-top: .6rem; overflow-x: auto; }} .chart-view svg {{ display: block; }}
+.warnings {{ background: #fff4e5; border-left: 4px solid #e8590c; padding: .4rem 1rem; margin-top: 1rem; }}
 </style></head><body>
 <h1>Audience report</h1><p class="muted">Built {_e(built)} · generated {generated} · algolia-profiles</p>
 <noscript><p><strong>The charts need JavaScript</strong> (it is inside this file: no network is used). The tables show the numbers.</p></noscript>
-{''.join(sections)}
+{_warnings(warnings)}{''.join(sections)}
 <script type="application/json" id="chart-specs">{_json(specs)}</script>
 <script type="module">{charts.javascript()}</script>
 <script type="module">{_DRAW}</script>
@@ -150,6 +155,13 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _warnings(warnings: list[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+    return f'<section id="warnings" class="warnings" role="alert"><h2>Warnings</h2><ul>{items}</ul></section>\n'
 
 
 def _section(title: str, key: str, *parts: str) -> str:
