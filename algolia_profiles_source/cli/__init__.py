@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from .audiences import report_command, segments
+from .dbt import dbt_command
 from .exports import export
 from .loading import demo, emulator, load
 from .common import EXIT_FAILED, EXIT_USAGE
@@ -52,3 +53,4 @@ def cli(verbose: bool) -> None:
 
 for command in (demo, load, emulator, segments, export, status_command, doctor_command, report_command, forget):
     cli.add_command(command)
+segments.add_command(dbt_command)
