@@ -61,20 +61,25 @@ def test_python_api_page_runs_against_the_emulator(tmp_path):
         lines = run_page()
         assert lines[0].startswith("300 profiles;") and "'users': 300" in lines[0]
         assert lines[1] == "0 marked deleted"
-        sizes = ast.literal_eval(lines[2])
+        plan, sizes = ast.literal_eval(lines[2]), ast.literal_eval(lines[3])
         assert set(sizes) == {"campers", "not_campers"} and sizes["campers"] > 0 and sizes["not_campers"] > 0
-        assert lines[3] == f"{sizes['campers']} rows in campers.parquet"
-        assert lines[4] == "300 users"
-        assert lines[5] == "failed checks: []"  # doctor reads the credentials from dlt config, like load
-        assert lines[6] == "300 users in my_algolia_profiles.duckdb"
+        assert plan == {name: (members, members, 0) for name, members in sizes.items()}  # the first build
+        assert lines[4] == "warnings: []"
+        assert lines[5] == f"{sizes['campers']} rows in campers.parquet"
+        assert lines[6] == "0 rows removed; 1 on the suppression list"
+        assert lines[7] == "300 users"
+        assert lines[8] == "failed checks: []"  # doctor reads the credentials from dlt config, like load
+        assert lines[9] == "300 users in my_algolia_profiles.duckdb"
 
         # the same script again, as a schedule runs it, after a profile was deleted in Algolia
         gone = emu.store.users()[0]["userID"]
         assert emu.store.delete(gone)
         lines = run_page()
         assert lines[1] == "1 marked deleted"
-        assert lines[4] == "300 users"  # deleted users keep their row (history)
-        assert lines[5] == "failed checks: []"
+        plan, sizes = ast.literal_eval(lines[2]), ast.literal_eval(lines[3])
+        assert {name: members for name, (members, _, _) in plan.items()} == sizes
+        assert lines[7] == "300 users"  # deleted users keep their row (history)
+        assert lines[8] == "failed checks: []"
 
     assert (tmp_path / "report.html").exists() and (tmp_path / "exports" / "campers.parquet").exists()
     with duckdb.connect(str(tmp_path / "work" / "algolia_profiles.duckdb"), read_only=True) as db:
