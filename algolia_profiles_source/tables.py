@@ -8,6 +8,8 @@ index names, a JSON column in the warehouse), ``last_updated_at``; key (``user_i
 ``value``).
 ``rejected_records``: malformed records with the reason (appended).
 ``personalization_config``: the ``GET /2/config`` snapshot, one row per index (replaced each run).
+``user_affinities_history`` (only with ``history = true``): every version of every affinity row,
+with dlt's SCD2 validity columns ``_dlt_valid_from`` / ``_dlt_valid_to`` (see :mod:`.extract.history`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ USERS = "users"
 AFFINITIES = "user_affinities"
 CONFIG = "personalization_config"
 REJECTED = "rejected_records"
-LOADED_TABLES = (USERS, AFFINITIES, CONFIG, REJECTED)
+# opt-in (``history = true``): every version of every user's affinities, merged by dlt's scd2 strategy
+HISTORY = "user_affinities_history"
+LOADED_TABLES = (USERS, AFFINITIES, CONFIG, REJECTED, HISTORY)
 # the resource that writes users, user_affinities and rejected_records (its state holds the cursor)
 PROFILES_RESOURCE = "profiles"
 
@@ -33,6 +37,11 @@ STG_CONFIG = "stg_algolia__personalization_config"
 INDEX_COVERAGE = "affinity_index_coverage"
 CATALOG = "affinity_catalog"
 TOP_AFFINITIES = "user_top_affinities"
+# trend models, built from user_affinities_history when it is loaded
+STG_HISTORY = "stg_algolia__user_affinities_history"
+TRENDS_DAILY = "affinity_trends_daily"
+TRENDS_WEEKLY = "affinity_trends_weekly"
+INTEREST_CHANGES = "affinity_interest_changes"
 
 # audiences, built in the warehouse from the models
 MEMBERS = "segment_members"
@@ -50,9 +59,9 @@ ERASED = "erased_users"
 ERASED_COLUMNS = "user_id_sha256 TEXT, erased_at TIMESTAMPTZ"
 # every table this package writes that holds rows of one user (column ``user_id``): an erasure
 # deletes them all (aggregates such as segment_sizes and segment_builds hold counts only)
-PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, MEMBERS, MEMBERS_NEXT, EVENTS, WORK_FLAGS)
+PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, MEMBERS, MEMBERS_NEXT, EVENTS, WORK_FLAGS, HISTORY)
 # dlt's staging dataset (``<dataset>_staging``) keeps the rows of the last merge of these
-STAGED_TABLES = (USERS, AFFINITIES)
+STAGED_TABLES = (USERS, AFFINITIES, HISTORY)
 # every export of an audience: the build it sent, so a delta export knows where to start
 EXPORTS = "segment_exports"
 
@@ -186,6 +195,47 @@ def profile_table_hints(write_disposition: str, indices: str = "list") -> tuple[
         additional_table_hints={BIGQUERY_CLUSTER_HINT: list(AFFINITIES_CLUSTER)},
     )
     return users, affinities
+
+
+# user_affinities_history: one row per version of a (user, name, value) affinity; a user left without
+# affinities gets one *marker* version with empty name and value (HISTORY_MARKER), so that dlt's scd2
+# merge (keyed by user) retires the user's last affinities
+HISTORY_ROW_VERSION = "row_version"
+HISTORY_MARKER = ""
+HISTORY_SCHEMA = pa.schema(
+    [
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("score", pa.float64()),
+        pa.field("last_updated_at", TIMESTAMP),
+        pa.field(HISTORY_ROW_VERSION, pa.string(), nullable=False),
+    ]
+)
+HISTORY_COLUMNS: dict[str, dict[str, Any]] = {
+    "user_id": {"data_type": "text", "nullable": False, "merge_key": True},
+    "name": {"data_type": "text", "nullable": False},
+    "value": {"data_type": "text", "nullable": False},
+    "score": {"data_type": "double", "nullable": True},
+    "last_updated_at": {"data_type": "timestamp", "timezone": True, "nullable": True},
+    HISTORY_ROW_VERSION: {"data_type": "text", "nullable": False},
+}
+VALID_FROM, VALID_TO = "_dlt_valid_from", "_dlt_valid_to"
+
+
+def history_hints(boundary: Any = None) -> Any:
+    """Hints of ``user_affinities_history``: dlt's scd2 merge, partitioned by ``user_id`` (a user
+    absent from a load keeps its versions open), versions told apart by ``row_version``, and the
+    validity boundary of this load (dlt's load time when None)."""
+    disposition: dict[str, Any] = {
+        "disposition": "merge", "strategy": "scd2", "row_version_column_name": HISTORY_ROW_VERSION,
+    }
+    if boundary is not None:
+        disposition["boundary_timestamp"] = boundary
+    return dlt.mark.make_hints(
+        table_name=HISTORY, write_disposition=disposition, merge_key="user_id",
+        columns={name: dict(hints) for name, hints in HISTORY_COLUMNS.items()},
+    )
 
 
 REJECTED_HINTS = dlt.mark.make_hints(table_name=REJECTED, write_disposition="append", columns=REJECTED_COLUMNS)

@@ -5,7 +5,8 @@ A reconcile run loads every live profile (``algolia_profiles(reconcile=True)``);
 to ``users`` carries its load id. Afterwards, :func:`mark_deleted` sets ``deleted_at`` on every
 not-yet-deleted user that the walk did not see. Their rows, and their last affinities, stay in the
 raw tables as history; the staging views the segments read leave them out, so they exit every
-audience. A profile that comes back is merged again with ``deleted_at`` empty.
+audience. A profile that comes back is merged again with ``deleted_at`` empty. With affinity history,
+the open versions of the deleted users end at the reconcile load's boundary (:mod:`.history`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..times import format_rfc3339
 from ..warehouse import dialects
 from ..warehouse.target import Target, pipeline_target
 from .duckdb import waiting_for_duckdb_lock
+from .history import close_deleted, has_history, last_boundary
 from .state import profiles_state
 
 
@@ -78,6 +80,11 @@ def mark_deleted(pipeline: Any, load_id: str, min_seen_share: float = 0.5) -> Re
             users.copy(), {"deleted_at": dialects.timestamp(now)}, where=exp.and_(live, other_load)
         )
         client.execute_sql(update.sql(dialect))
+        closed_at = last_boundary(pipeline) if has_history(pipeline) else None
+        if closed_at is not None:  # the versions of a deleted user end with the walk that missed it
+            deleted = exp.select("user_id").from_(users.copy()).where(
+                exp.column("deleted_at").eq(dialects.timestamp(now)))
+            client.execute_sql(close_deleted(target, deleted, closed_at).sql(dialect))
     _record_reconcile(pipeline, now)
     return ReconcileResult(load_id, live_before, seen, missing)
 
