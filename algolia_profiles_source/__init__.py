@@ -37,12 +37,14 @@ from .exceptions import (
     ResponseFormatError,
     RetriesExhaustedError,
 )
+from .extract.history import STATE_KEY as HISTORY_STATE_KEY, HistoryItems, boundary as history_boundary
 from .extract.plan import check_application, plan_run
 from .extract.walk import ProfilesWalk
 from .http.client import ProfilesClient
 from .http.query import ProfilesQuery, build_query
 from .http.rate_limit import RateGovernor
 from .load.erasure import erased_users_for_run
+from .load.history import prune as prune_history, retention
 from .tables import AFFINITIES, CONFIG, CONFIG_COLUMNS, PROFILES_RESOURCE, REJECTED, USERS
 from .times import format_rfc3339, parse_datetime, seconds
 
@@ -82,6 +84,8 @@ def algolia_profiles(
     timeout: float = settings.DEFAULT_TIMEOUT,
     reconcile: bool = False,
     concurrency: int = settings.DEFAULT_CONCURRENCY,
+    history: bool = False,
+    history_retention_days: float | None = None,
 ) -> Sequence[DltResource]:
     """Algolia Advanced Personalization profiles and their affinities.
 
@@ -108,6 +112,10 @@ def algolia_profiles(
         reconcile: Walk every profile (ignoring the cursor) so that profiles gone from Algolia can
             be marked deleted afterwards (:func:`algolia_profiles_source.load.reconcile.mark_deleted`,
             which ``load_profiles(..., reconcile=True)`` runs). Not allowed with filters or dates.
+        history: Also keep every version of every user's affinities in ``user_affinities_history``
+            (dlt's scd2 merge; see :mod:`.extract.history`). The snapshot tables are unchanged.
+        history_retention_days: With ``history``, delete versions that ended more than this many
+            days before the previous load's boundary (default: keep all).
 
     Raises:
         ConfigurationError: a setting is missing or invalid (raised here, before any request).
@@ -143,6 +151,7 @@ def algolia_profiles(
         raise ConfigurationError(f"concurrency must be from 1 to 64, got {concurrency!r}")
     if int(max_attempts) < 1:
         raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
+    keep_history = retention(history_retention_days) if history else None
 
     client = ProfilesClient(
         query.base_url,
@@ -157,7 +166,8 @@ def algolia_profiles(
 
     # One resource per API endpoint; it yields two tables, each with its own keys and types.
     profiles = dlt.resource(
-        _profiles(client, query, overlap, max_pages, reconcile, int(concurrency)),
+        _profiles(client, query, overlap, max_pages, reconcile, int(concurrency),
+                  history=bool(history), keep_history=keep_history),
         name=PROFILES_RESOURCE,
         write_disposition="merge",
     )
@@ -178,6 +188,8 @@ def _profiles(
     max_pages: int | None,
     reconcile: bool = False,
     concurrency: int = 1,
+    history: bool = False,
+    keep_history: timedelta | None = None,
 ) -> Iterator[Any]:
     """Plans the run, walks its pages as ``users`` and ``user_affinities`` tables, saves the cursor."""
     state = dlt.current.resource_state()
@@ -198,12 +210,21 @@ def _profiles(
         indices=_indices_encoding(),
         materialize_rejected=not _has_table(REJECTED),
     )
-    yield from erased.leave_out(walk.items())
+    items = erased.leave_out(walk.items())
+    if history:
+        previous = state.get(HISTORY_STATE_KEY)
+        if keep_history is not None and previous:
+            prune_history(parse_datetime(previous, HISTORY_STATE_KEY) - keep_history)
+        versions = HistoryItems(lambda: history_boundary(previous, walk.newest))
+        items = versions.items(items)
+    yield from items
     if walk.profiles == 0 and query.indices:
         _hint_unknown_indices(client, query.indices)
     # reached only after the last page: an interrupted walk leaves the cursor where it was
     state["application_id"] = client.application_id
     plan.save(state, walk.newest)
+    if history:
+        versions.save(state)
     state["last_run"] = {
         "started_at": format_rfc3339(started),
         "finished_at": format_rfc3339(datetime.now(timezone.utc)),
