@@ -21,6 +21,10 @@ Readings of the spec that are not spelled out there (see the module tests for wo
 * Positive matched rows are every affinity row of a *candidate* that satisfies any affinity rule of
   this audience not under a ``none`` (at any depth), whether or not that rule decided the match.
 * Empty groups (rejected by the validator): ``all`` -> true, ``any`` -> false, ``none`` -> true.
+* ``history`` rules read ``history``: a list of ``(at, profiles)``, what Algolia served from ``at`` on
+  (sorted by ``at``). The affinities at an instant are those of the last entry at or before it (none
+  before the first). A (name, value) is considered when the user held it then or now; an absent score
+  counts 0 for ``rose_by``/``fell_by`` and fails a score range.
 * ``top.per_value``: the ranking score of a user on a (name, value) is the max score of its positive
   matched rows with that (name, value); rows without a score rank after scored ones (then user_id).
 """
@@ -124,8 +128,10 @@ class _Builder:
         definitions: Dict[str, Any],
         as_of: datetime,
         suppression_tables: Optional[Dict[str, Set[str]]],
+        history: Optional[List[Tuple[datetime, List[Dict[str, Any]]]]] = None,
     ) -> None:
         self.profiles = profiles
+        self.history = sorted(history or [], key=lambda entry: entry[0])
         self.audiences: Dict[str, Dict[str, Any]] = dict(definitions.get("audiences") or {})
         self.global_suppression: Dict[str, Any] = dict(definitions.get("suppression") or {})
         settings = definitions.get("settings") or {}
@@ -158,7 +164,43 @@ class _Builder:
             return not any(self.matches(profile, sub) for sub in rule["none"])
         if "audience" in rule:
             return profile["userID"] in self.members(rule["audience"])
+        if "history" in rule:
+            return self.changed(profile["userID"], rule["history"])
         raise ValueError(f"rule has no known form: {rule!r}")
+
+    def scores_at(self, user_id: str, at: datetime) -> Dict[Tuple[str, str], float]:
+        served: List[Dict[str, Any]] = []
+        for when, profiles in self.history:
+            if when <= at:
+                served = profiles
+        for profile in served:
+            if profile["userID"] == user_id:
+                return {(a["name"], a["value"]): float(a["score"]) for a in profile.get("affinities") or []}
+        return {}
+
+    def changed(self, user_id: str, spec: Dict[str, Any]) -> bool:
+        name, value = split_affinity(spec["affinity"])
+        values = [value] if value is not None else list(spec.get("values") or [])
+        then = self.scores_at(user_id, self.as_of - timedelta(days=float(spec["days"])))
+        now = self.scores_at(user_id, self.as_of)
+        for key in set(then) | set(now):
+            if key[0] != name or (values and key[1] not in values):
+                continue
+            before, after = then.get(key), now.get(key)
+            if "rose_by" in spec and not (after or 0) - (before or 0) >= float(spec["rose_by"]):
+                continue
+            if "fell_by" in spec and not (before or 0) - (after or 0) >= float(spec["fell_by"]):
+                continue
+            if not all(self._state_ok(score, spec[k]) for k, score in (("then", before), ("now", after)) if k in spec):
+                continue
+            return True
+        return False
+
+    @staticmethod
+    def _state_ok(score: Optional[float], state: Any) -> bool:
+        if state == "absent":
+            return score is None
+        return _score_ok(score, state)
 
     # -- suppression ---------------------------------------------------------------------------
     def suppressed_ids(self, spec: Dict[str, Any]) -> Set[str]:
@@ -266,13 +308,15 @@ def compute_audiences(
     definitions: Dict[str, Any],
     as_of: datetime,
     suppression_tables: Optional[Dict[str, Set[str]]] = None,
+    history: Optional[List[Tuple[datetime, List[Dict[str, Any]]]]] = None,
 ) -> Dict[str, Dict[str, Tuple[Optional[float], int]]]:
     """audience name -> {user_id: (score, matched_affinities)}: the final members of every audience.
 
     ``as_of`` (tz-aware; naive is taken as UTC) is used unless ``settings.as_of`` is present.
     ``suppression_tables`` maps ``"<table>.<column>"`` (the file's strings) to the user ids in it.
+    ``history``: what Algolia served over time, for ``history`` rules (see the module notes).
     """
-    builder = _Builder(profiles, definitions, as_of, suppression_tables)
+    builder = _Builder(profiles, definitions, as_of, suppression_tables, history)
     return {name: dict(builder.members(name)) for name in builder.audiences}
 
 

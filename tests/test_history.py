@@ -1,7 +1,7 @@
 """Affinity history (``history = true``): a scaled-down year of daily changes in the emulator, loaded
 after each step; as of each load's boundary, the history holds exactly the affinities Algolia served.
 
-One module-scoped simulation (200 users, 12 steps of 30 days, reconciles where users were deleted)
+One module-scoped simulation (200 users, 8 steps of 45 days, reconciles where users were deleted)
 serves every test here.
 """
 
@@ -23,8 +23,8 @@ from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, expected_snapshot, source_args, warehouse_snapshot
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-STEPS = 12
-DAYS_PER_STEP = 30
+STEPS = 8
+DAYS_PER_STEP = 45
 VALUES = {"category": ["Camping", "Hiking", "Kids", "Running"], "brand": ["Patagonia", "Nike", "Arc'teryx"]}
 
 
@@ -87,15 +87,18 @@ def year(tmp_path_factory: Any) -> dict[str, Any]:
                              pipelines_dir=str(folder / "pipelines"))
     rng = random.Random(18)
     loads: list[tuple[datetime, set[Any], bool]] = []
+    served: list[tuple[datetime, list[dict[str, Any]]]] = []
     deleted: dict[str, dict[str, Any]] = {}
     try:
         load_profiles(pipeline, **source_args(emu, page_size=100, history=True))
         loads.append((last_boundary(pipeline), affinity_set(emu.store.users()), False))
+        served.append((last_boundary(pipeline), emu.store.users()))
         for step in range(1, STEPS + 1):
             removed = change_day(emu, rng, START + timedelta(days=step * DAYS_PER_STEP), deleted)
             load_profiles(pipeline, reconcile=removed, **source_args(emu, page_size=100, history=True))
             loads.append((last_boundary(pipeline), affinity_set(emu.store.users()), removed))
-        yield {"pipeline": pipeline, "emu": emu, "loads": loads}
+            served.append((last_boundary(pipeline), emu.store.users()))
+        yield {"pipeline": pipeline, "emu": emu, "loads": loads, "served": served}
     finally:
         emu.stop()
 
@@ -145,3 +148,141 @@ def test_history_setting_errors():
     with pytest.raises(ConfigurationError, match="history_retention_days must be a positive number"):
         algolia_profiles(application_id=APP_ID, api_key=API_KEY, base_url="http://127.0.0.1:9",
                          history=True, history_retention_days=0)
+
+
+HISTORY_AUDIENCES = {"audiences": {
+    "camping_rising": {"rule": {"history": {"affinity": "category:Camping", "days": 60, "rose_by": 5}}},
+    "any_category_rising": {"rule": {"history": {"affinity": "category", "days": 90, "rose_by": 3}}},
+    "brand_falling": {"rule": {"history": {"affinity": "brand", "values": ["Patagonia", "Nike"], "days": 120,
+                                           "fell_by": 4}}},
+    "lost_a_brand": {"rule": {"history": {"affinity": "brand", "days": 90, "then": {"gte": 5}, "now": "absent"}}},
+    "new_category": {"rule": {"history": {"affinity": "category", "days": 45, "then": "absent",
+                                          "now": {"between": [1, 20]}}}},
+    "campers_not_rising": {"rule": {"all": [{"affinity": "category:Camping"},
+                                            {"none": [{"audience": "camping_rising"}]}]}},
+}}
+
+
+def test_history_rules_match_the_oracle(year):
+    from algolia_profiles_source.segments import build_segments
+    from tests.reference_segments import compute_audiences
+
+    pipeline, served = year["pipeline"], year["served"]
+    # between two loads, and a moment just after the last
+    for as_of in (served[5][0] + timedelta(days=3), served[-1][0] + timedelta(seconds=1)):
+        build_segments(pipeline, HISTORY_AUDIENCES, as_of=as_of, retire=True)
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("segment_members")
+            rows = client.execute_sql(f"SELECT segment, user_id FROM {table}")
+        built: dict[str, set[str]] = {name: set() for name in HISTORY_AUDIENCES["audiences"]}
+        for segment, user_id in rows:
+            built[segment].add(user_id)
+        expected = compute_audiences(year["emu"].store.users(), HISTORY_AUDIENCES, as_of, history=served)
+        assert built == {name: set(members) for name, members in expected.items()}, as_of
+        assert sum(map(len, built.values())) > 0 and len([m for m in built.values() if m]) >= 3
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres", "bigquery", "snowflake"])
+def test_history_rules_compile_for_every_warehouse(dialect):
+    import sqlglot
+
+    from algolia_profiles_source.segments.compiler import segment_statements
+    from algolia_profiles_source.segments.definitions import parse_definitions
+    from algolia_profiles_source.segments.models import model_statements
+    from algolia_profiles_source.warehouse.target import static_target
+
+    target = static_target(dialect, "algolia", "project" if dialect == "bigquery" else None)
+    file = parse_definitions(HISTORY_AUDIENCES)
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    statements = segment_statements(file, target, at, "b1") + model_statements(target, has_history=True)
+    rendered = [target.render(s.tree) for s in statements]
+    history_sql = [sql for sql in rendered if "user_affinities_history" in sql]
+    assert len(history_sql) >= 6  # the audiences reading it, the staging view and the trend tables
+    for sql in rendered:
+        assert sqlglot.parse_one(sql, read=dialect) is not None
+    assert "2025-10-03" in " ".join(history_sql)  # 90 days before as_of, as a literal
+
+
+def test_history_rule_errors():
+    from algolia_profiles_source.segments.definitions import DefinitionError, parse_definitions
+
+    bad = {"audiences": {
+        "a": {"rule": {"history": {"affinity": "category:Camping", "days": 30}}},
+        "b": {"rule": {"history": {"affinity": "category:Camping", "days": 0, "rose_by": 25}}},
+        "c": {"rule": {"history": {"affinity": "brand", "days": 9, "then": "absent", "now": "absent"}}},
+        "d": {"rule": {"history": {"affinity": "brand", "days": 9, "now": "gone"}}},
+        "e": {"rule": {"history": {"affinity": "category", "day": 9, "rose_by": 1}}},
+    }}
+    with pytest.raises(DefinitionError) as error:
+        parse_definitions(bad, known_affinities={"category", "brand"})
+    problems = "\n".join(error.value.problems)
+    assert "audience 'a'.rule.history: give at least one of rose_by, fell_by, then, now" in problems
+    assert "'b'.rule.history.days: must be a positive number of days" in problems
+    assert "'b'.rule.history.rose_by: must be a number of score points" in problems
+    assert "'c'.rule.history: then and now both \"absent\"" in problems
+    assert "'d'.rule.history.now: expected a score range" in problems
+    assert "unknown key 'day' (did you mean 'days'?)" in problems
+    assert len(error.value.problems) == 6
+
+
+def test_trend_models_count_what_each_load_served(year):
+    from collections import Counter
+
+    from algolia_profiles_source.segments.models import history_model_statements
+    from algolia_profiles_source.warehouse.read import open_dataset
+
+    pipeline, loads = year["pipeline"], year["loads"]
+    with open_dataset(pipeline) as dataset:
+        for statement in history_model_statements(dataset.target):
+            dataset.client.execute_sql(dataset.target.render(statement.tree))
+        daily = dataset.rows("affinity_trends_daily")
+        weekly = dataset.rows("affinity_trends_weekly")
+        changes = dataset.rows("affinity_interest_changes")
+    by_day = {(r["day"], r["name"], r["value"]): (r["users"], r["score_avg"]) for r in daily}
+    changed = {(r["day"], r["name"], r["value"]): (r["entered"], r["left_users"], r["score_changed"]) for r in changes}
+    assert len({r["week"] for r in weekly}) == len({r["day"] for r in daily})  # one load per week at most
+    previous: dict[tuple[str, str, str], float] = {}
+    for boundary, affinities, _ in loads:
+        day = boundary.date()
+        users = Counter((n, v) for _, n, v, _ in affinities)
+        scores: dict[tuple[str, str], list[float]] = {}
+        for _, n, v, score in affinities:
+            scores.setdefault((n, v), []).append(score)
+        got = {(n, v): c for (d, n, v), c in by_day.items() if d == day}
+        assert {k: c[0] for k, c in got.items()} == dict(users), day
+        for key, (_, avg) in got.items():
+            assert avg == pytest.approx(sum(scores[key]) / len(scores[key]))
+        current = {(u, n, v): score for u, n, v, score in affinities}
+        expected: Counter = Counter()
+        for key in current.keys() | previous.keys():
+            kind = (0 if key not in previous else 1 if key not in current
+                    else 2 if previous[key] != current[key] else None)
+            if kind is not None:
+                expected[(key[1], key[2], kind)] += 1
+        for (n, v) in {(n, v) for n, v, _ in expected} | {(n, v) for d, n, v in changed if d == day}:
+            assert changed.get((day, n, v), (0, 0, 0)) == tuple(expected[(n, v, k)] for k in range(3)), (day, n, v)
+        previous = current
+
+
+def test_report_shows_top_movers(year, tmp_path, monkeypatch):
+    import json
+    import re
+
+    from algolia_profiles_source.segments import charts
+    from algolia_profiles_source.segments import build_segments
+    from algolia_profiles_source.segments.models import history_model_statements
+    from algolia_profiles_source.segments.report import write_report
+    from algolia_profiles_source.warehouse.read import open_dataset
+
+    pipeline = year["pipeline"]
+    monkeypatch.setattr(charts, "javascript", lambda: "")  # the page's script is another test's subject
+    build_segments(pipeline, HISTORY_AUDIENCES, retire=True)
+    with open_dataset(pipeline) as dataset:
+        for statement in history_model_statements(dataset.target):
+            dataset.client.execute_sql(dataset.target.render(statement.tree))
+    page = write_report(pipeline, tmp_path / "report.html").read_text()
+    assert '<section id="movers"' in page and "Top movers" in page
+    specs = json.loads(re.search(r'<script type="application/json" id="chart-specs">(.*?)</script>', page, re.S).group(1))
+    movers = specs["movers"]["datasets"]["movers"]
+    assert movers and {r["kind"] for r in movers} <= {"entered", "left"}
+    assert all(r["users"] >= 0 if r["kind"] == "entered" else r["users"] <= 0 for r in movers)

@@ -313,6 +313,32 @@ def freshness_chart(freshness: list[tuple[Any, Any]]) -> dict[str, Any] | None:
     return _spec(chart.properties(width=WIDTH - 120, height=220), {"freshness": rows})
 
 
+def movers_chart(movers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Top movers: per affinity (name: value), users who gained it (right) and lost it (left) over the
+    period, the biggest net changes first."""
+    rows = []
+    for r in movers:
+        label = f"{r['name']}: {r['value']}"
+        for kind, users in (("entered", int(r["entered"] or 0)), ("left", -int(r["left_users"] or 0))):
+            rows.append({"affinity": label, "kind": kind, "users": users, "net": int(r["net"] or 0),
+                         "score_avg": _round(r.get("score_avg"))})
+    if not rows:
+        return None
+    order = [f"{r['name']}: {r['value']}" for r in movers]
+    widest = _widest([label[:LABEL_CHARS] for label in order])
+    chart = alt.Chart(alt.NamedData("movers")).mark_bar().encode(
+        y=alt.Y("affinity:N", title=None, sort=order, axis=alt.Axis(labelExpr=f"truncate(datum.label, {LABEL_CHARS})")),
+        x=alt.X("users:Q", title="users (left of 0: lost the interest)", axis=alt.Axis(format=",d", tickMinStep=1)),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=["entered", "left"],
+                                                             range=[TABLEAU10[0], TABLEAU10[1]])),
+        tooltip=[alt.Tooltip("affinity:N"), alt.Tooltip("kind:N"), alt.Tooltip("users:Q", format=","),
+                 alt.Tooltip("net:Q", title="net change", format="+,"),
+                 alt.Tooltip("score_avg:Q", title="average score now", format=".1f")],
+    )
+    return _spec(chart.properties(width=_clamp(WIDTH - widest - 160, 240, 700), height=alt.Step(18)),
+                 {"movers": rows})
+
+
 def _spec(chart: alt.TopLevelMixin, data: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The chart as a Vega-Lite specification, its rows added as named datasets."""
     spec = chart.configure(**CONFIG).to_dict(validate=VALIDATE)

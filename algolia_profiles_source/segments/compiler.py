@@ -17,6 +17,7 @@ from ..tables import (
     AFFINITIES,
     BUILDS,
     EVENTS,
+    HISTORY,
     MEMBERS,
     MEMBERS_NEXT,
     OVERLAPS,
@@ -30,12 +31,15 @@ from .definitions import (
     AffinityRule,
     Audience,
     AudienceFile,
+    ABSENT,
     AudienceRule,
+    HistoryRule,
     ProfileRule,
+    ScoreRange,
     Rule,
     Suppression,
 )
-from .models import create_if_missing, live_users, replace_table, table_ref
+from .models import create_if_missing, live_users, replace_table, table_ref, valid_at
 
 # the columns of a user that rules read, copied into the flags table
 USER_COLUMNS = ("user_id", "type", "last_updated_at")
@@ -204,6 +208,70 @@ def _candidate_rows(rules: list[AffinityRule]) -> exp.Expression:
     return exp.or_(*filters) if filters else exp.false()
 
 
+def _in_range(column: exp.Expression, score: ScoreRange) -> list[exp.Expression]:
+    parts: list[exp.Expression] = []
+    if score.low is not None:
+        cls = exp.GTE if score.low_inclusive else exp.GT
+        parts.append(cls(this=column.copy(), expression=exp.Literal.number(score.low)))
+    if score.high is not None:
+        cls = exp.LTE if score.high_inclusive else exp.LT
+        parts.append(cls(this=column.copy(), expression=exp.Literal.number(score.high)))
+    return parts
+
+
+def history_predicate(rule: HistoryRule, ctx: _Context) -> exp.Expression:
+    """A condition on the user row ``u``: some (name, value) of ``rule`` changed as it says between
+    ``days`` before ``as_of`` and ``as_of``, in ``user_affinities_history``.
+
+    Per (user, name, value), the versions valid at either instant are grouped into the score then
+    and now (NULL when absent) and whether there was a version; one IN over a plain subquery, which
+    every warehouse runs (BigQuery refuses many correlated ones)."""
+    then, now = ctx.since(rule.days), dialects.timestamp(ctx.as_of)
+    at_then, at_now = valid_at(then, "h"), valid_at(now, "h")
+    h = lambda name: exp.column(name, "h")  # noqa: E731
+    c = lambda name: exp.column(name, "c")  # noqa: E731
+
+    def when(condition: exp.Expression, value: exp.Expression, default: exp.Expression | None = None) -> exp.Expression:
+        return exp.func("MAX", exp.Case(ifs=[exp.If(this=condition.copy(), true=value)], default=default))
+
+    where = [h("name").eq(exp.Literal.string(rule.name))]
+    if len(rule.values) == 1:
+        where.append(h("value").eq(exp.Literal.string(rule.values[0])))
+    elif rule.values:
+        where.append(h("value").isin(*[exp.Literal.string(v) for v in rule.values]))
+    where.append(exp.or_(exp.paren(at_then.copy()), exp.paren(at_now.copy())))
+    one, zero = exp.Literal.number(1), exp.Literal.number(0)
+    pairs = (
+        exp.select(
+            h("user_id"),
+            exp.alias_(when(at_then, h("score")), "then_score"),
+            exp.alias_(when(at_then, one.copy(), zero.copy()), "had_then"),
+            exp.alias_(when(at_now, h("score")), "now_score"),
+            exp.alias_(when(at_now, one.copy(), zero.copy()), "has_now"),
+        )
+        .from_(table_ref(ctx.target, HISTORY, "h"))
+        .where(exp.and_(*where))
+        .group_by(h("user_id"), h("name"), h("value"))
+    )
+    score_then = exp.func("COALESCE", c("then_score"), zero.copy())
+    score_now = exp.func("COALESCE", c("now_score"), zero.copy())
+    conditions: list[exp.Expression] = []
+    if rule.rose_by is not None:
+        conditions.append(exp.GTE(this=exp.paren(exp.Sub(this=score_now, expression=score_then)),
+                                  expression=exp.Literal.number(rule.rose_by)))
+    if rule.fell_by is not None:
+        conditions.append(exp.GTE(this=exp.paren(exp.Sub(this=score_then.copy(), expression=score_now.copy())),
+                                  expression=exp.Literal.number(rule.fell_by)))
+    for state, present, score in ((rule.then, "had_then", "then_score"), (rule.now, "has_now", "now_score")):
+        if state == ABSENT:
+            conditions.append(c(present).eq(zero.copy()))
+        elif isinstance(state, ScoreRange):
+            conditions.append(c(present).eq(one.copy()))
+            conditions += _in_range(c(score), state)
+    changed = exp.select(c("user_id")).from_(pairs.subquery("c")).where(exp.and_(*conditions))
+    return exp.column("user_id", "u").isin(query=changed)
+
+
 def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> exp.Expression:
     """The condition one affinity row (``alias``) must meet for ``rule``."""
     col = lambda name: exp.column(name, alias)  # noqa: E731
@@ -213,13 +281,7 @@ def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> e
     elif rule.values:
         parts.append(col("value").isin(*[exp.Literal.string(v) for v in rule.values]))
     if rule.score is not None:
-        s = rule.score
-        if s.low is not None:
-            cls = exp.GTE if s.low_inclusive else exp.GT
-            parts.append(cls(this=col("score"), expression=exp.Literal.number(s.low)))
-        if s.high is not None:
-            cls = exp.LTE if s.high_inclusive else exp.LT
-            parts.append(cls(this=col("score"), expression=exp.Literal.number(s.high)))
+        parts += _in_range(col("score"), rule.score)
     if rule.indices:
         parts.append(exp.or_(*[
             dialects.json_array_contains(col("indices"), exp.Literal.string(i), ctx.target.dialect)
@@ -252,6 +314,8 @@ def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
         return exp.func("COALESCE", exp.paren(exp.and_(*parts)), exp.false())
     if isinstance(rule, AudienceRule):
         return _member_of(ctx, rule.audience, user)
+    if isinstance(rule, HistoryRule):
+        return history_predicate(rule, ctx)
     children = [exp.paren(rule_predicate(child, ctx), copy=False) for child in rule.rules]
     if rule.kind == "all":
         return exp.and_(*children)
@@ -266,8 +330,8 @@ def needs_affinity(rule: Rule, audiences: dict[str, Audience]) -> bool:
     definitions have no cycles)."""
     if isinstance(rule, AffinityRule):
         return True
-    if isinstance(rule, ProfileRule):
-        return False
+    if isinstance(rule, (ProfileRule, HistoryRule)):
+        return False  # a history rule matches users whose affinity is gone
     if isinstance(rule, AudienceRule):
         return rule.audience in audiences and needs_affinity(audiences[rule.audience].rule, audiences)
     if rule.kind == "all":

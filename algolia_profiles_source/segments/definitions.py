@@ -27,8 +27,10 @@ AUDIENCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$")
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 PROFILE_TYPES = ("basic", "predictive", "realtime")
-RULE_FORMS = ("affinity", "profile", "all", "any", "none", "audience")
+RULE_FORMS = ("affinity", "profile", "all", "any", "none", "audience", "history")
 AFFINITY_OPTIONS = ("values", "score", "indices", "updated_within_days")
+HISTORY_KEYS = ("affinity", "values", "days", "rose_by", "fell_by", "then", "now")
+ABSENT = "absent"
 
 
 class DefinitionError(ConfigurationError):
@@ -60,6 +62,22 @@ class AffinityRule:
 
 
 @dataclass(frozen=True)
+class HistoryRule:
+    """A change of an affinity between ``days`` before ``as_of`` (*then*) and ``as_of`` (*now*),
+    read from ``user_affinities_history``; matched when some (name, value) of the rule meets every
+    condition. ``then``/``now``: a score range the score must be in, or ``"absent"``; ``rose_by``/
+    ``fell_by``: the score now minus (or then minus) the score then, an absent score counting 0."""
+
+    name: str
+    days: float
+    values: tuple[str, ...] = ()
+    rose_by: float | None = None
+    fell_by: float | None = None
+    then: ScoreRange | str | None = None
+    now: ScoreRange | str | None = None
+
+
+@dataclass(frozen=True)
 class ProfileRule:
     updated_within_days: float | None = None
     types: tuple[str, ...] = ()
@@ -76,7 +94,7 @@ class AudienceRule:
     audience: str
 
 
-Rule = AffinityRule | ProfileRule | GroupRule | AudienceRule
+Rule = AffinityRule | ProfileRule | GroupRule | AudienceRule | HistoryRule
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,10 @@ class Audience:
         """Every affinity rule of the audience, ``none`` groups included."""
         return _leaves(self.rule, AffinityRule)
 
+    def history_rules(self) -> list[HistoryRule]:
+        """Every history rule of the audience (they read ``user_affinities_history``)."""
+        return _leaves(self.rule, HistoryRule)
+
 
 def _leaves(rule: Rule, kind: type, enter_none: bool = True) -> list[Any]:
     """The rules of type ``kind`` in ``rule``'s tree, in order."""
@@ -151,6 +173,11 @@ class AudienceFile:
     @property
     def names(self) -> list[str]:
         return [a.name for a in self.audiences]
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether a rule reads ``user_affinities_history`` (loaded with ``history = true``)."""
+        return any(a.history_rules() for a in self.audiences)
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
@@ -345,6 +372,9 @@ class _Parser:
             if days is None and not types:
                 self.problem(f"{where}.profile", "give updated_within_days and/or types")
             return ProfileRule(days, tuple(types))
+        if form == "history":
+            self.keys(where, value, ("history",))
+            return self.history(f"{where}.history", value["history"])
         if form == "audience":
             self.keys(where, value, ("audience",))
             if not isinstance(value["audience"], str):
@@ -392,6 +422,57 @@ class _Parser:
             indices = []
         days = self.days(f"{where}.updated_within_days", value.get("updated_within_days"))
         return AffinityRule(name, tuple(values), score, tuple(indices), days)
+
+    def history(self, where: str, body: Any) -> HistoryRule | None:
+        if not self.keys(where, body, HISTORY_KEYS, ("affinity", "days")):
+            return None
+        spec = body["affinity"]
+        if not isinstance(spec, str) or not spec.strip(":"):
+            self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
+            return None
+        name, colon, single = spec.partition(":")
+        values: list[str] = [single] if colon else []
+        if "values" in body:
+            listed = body["values"]
+            if colon:
+                self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
+            elif not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
+                self.problem(f"{where}.values", "expected a non-empty list of values (strings)")
+            else:
+                values = list(listed)
+        if self.known is not None and name not in self.known:
+            self.problem(f"{where}.affinity", f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}")
+        elif name in self.known_values:
+            self.check_values(f"{where}.{'values' if 'values' in body else 'affinity'}", name, values)
+        days = self.days(f"{where}.days", body["days"])
+        changes = {}
+        for key in ("rose_by", "fell_by"):
+            if key in body:
+                amount = body[key]
+                if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount <= MAX_SCORE:
+                    self.problem(f"{where}.{key}", f"must be a number of score points from above 0 to 20, got {amount!r}")
+                else:
+                    changes[key] = float(amount)
+        states = {}
+        for key in ("then", "now"):
+            if key in body:
+                state = body[key]
+                if state == ABSENT:
+                    states[key] = ABSENT
+                elif isinstance(state, Mapping):
+                    states[key] = self.score_range(f"{where}.{key}", state)
+                else:
+                    self.problem(f"{where}.{key}", f"expected a score range like {{ gte = 10 }} or \"absent\", got {state!r}")
+        if not any(key in body for key in ("rose_by", "fell_by", "then", "now")):
+            self.problem(where, "give at least one of rose_by, fell_by, then, now: what changed")
+            return None
+        if states.get("then") == ABSENT and states.get("now") == ABSENT:
+            self.problem(where, "then and now both \"absent\": such a change is not in the history")
+            return None
+        if days is None or None in states.values():
+            return None
+        return HistoryRule(name, days, tuple(values), changes.get("rose_by"), changes.get("fell_by"),
+                           states.get("then"), states.get("now"))
 
     def check_values(self, where: str, name: str, values: Sequence[str]) -> None:
         """Values of ``name`` that no loaded profile holds: a warning, or a problem when strict."""

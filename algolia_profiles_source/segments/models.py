@@ -1,6 +1,7 @@
 """The models built from the loaded tables, as sqlglot trees: staging views that leave deleted
-users out, ``affinity_index_coverage``, ``affinity_catalog`` and ``user_top_affinities``; and the
-statement shapes the audience compiler shares with them.
+users out, ``affinity_index_coverage``, ``affinity_catalog`` and ``user_top_affinities``; with
+affinity history, the trend models (:func:`history_model_statements`); and the statement shapes the
+audience compiler shares with them.
 
 Templates are constants in sqlglot's neutral dialect, rendered per warehouse; warehouse differences
 live in :mod:`..warehouse.dialects`.
@@ -14,12 +15,20 @@ from ..tables import (
     AFFINITIES,
     CATALOG,
     CONFIG,
+    HISTORY,
+    HISTORY_MARKER,
     INDEX_COVERAGE,
+    INTEREST_CHANGES,
     STG_AFFINITIES,
     STG_CONFIG,
+    STG_HISTORY,
     STG_USERS,
     TOP_AFFINITIES,
+    TRENDS_DAILY,
+    TRENDS_WEEKLY,
     USERS,
+    VALID_FROM,
+    VALID_TO,
 )
 from ..warehouse import dialects
 from ..warehouse.target import Statement, Target
@@ -61,8 +70,9 @@ def live_users(target: Target) -> exp.Select:
     )
 
 
-def model_statements(target: Target, has_config: bool = True) -> list[Statement]:
-    """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities (view)."""
+def model_statements(target: Target, has_config: bool = True, has_history: bool = False) -> list[Statement]:
+    """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities
+    (view); with ``has_history`` (``user_affinities_history`` is loaded), the trend models too."""
     d = target.dialect
     statements = [
         Statement(
@@ -141,6 +151,85 @@ def model_statements(target: Target, has_config: bool = True) -> list[Statement]
         f"view {TOP_AFFINITIES}",
         exp.Create(this=target.table(TOP_AFFINITIES), kind="VIEW", replace=True, expression=top),
     ))
+    if has_history:
+        statements += history_model_statements(target)
+    return statements
+
+
+def valid_at(at: exp.Expression, alias: str) -> exp.Expression:
+    """The condition that the history version ``alias`` was valid at the instant ``at``."""
+    return exp.and_(
+        exp.column(VALID_FROM, alias) <= at.copy(),
+        exp.paren(exp.or_(exp.column(VALID_TO, alias).is_(exp.null()), exp.column(VALID_TO, alias) > at.copy())),
+    )
+
+
+def _week(day: exp.Expression, dialect: str) -> exp.Expression:
+    """The Monday starting the week of ``day`` (BigQuery's WEEK starts on Sunday)."""
+    if dialect == "bigquery":
+        return exp.cast(exp.DateTrunc(this=day, unit=exp.var("ISOWEEK")), "DATE")
+    return exp.cast(exp.DateTrunc(this=day, unit=exp.Literal.string("WEEK")), "DATE")
+
+
+def history_model_statements(target: Target) -> list[Statement]:
+    """The trend models over ``user_affinities_history``:
+
+    - ``stg_algolia__user_affinities_history`` (view): the versions, markers left out;
+    - ``affinity_trends_daily`` / ``affinity_trends_weekly``: per day (week) and (name, value), the
+      users holding it and their average score at the day's (week's) last load boundary. The history
+      changes only at load boundaries, so days without a load carry the previous one's numbers and
+      have no row;
+    - ``affinity_interest_changes``: per day and (name, value), users who gained it (``entered``),
+      lost it (``left``) or whose score changed (``score_changed``): a version opening at the
+      instant another of the same user and affinity closed is a score change.
+    """
+    d = target.dialect
+    versions = dialects.parse(
+        "SELECT h.user_id, h.name, h.value, h.score, h._dlt_valid_from AS valid_from,"
+        " h._dlt_valid_to AS valid_to FROM :history AS h WHERE h.name <> :marker",
+        history=target.table(HISTORY), marker=HISTORY_MARKER,
+    )
+    statements = [Statement(
+        f"view {STG_HISTORY}",
+        exp.Create(this=target.table(STG_HISTORY), kind="VIEW", replace=True, expression=versions),
+    )]
+    # every instant the history changed: the boundaries of the loads (and of reconcile closings)
+    instants = dialects.parse(
+        "SELECT h._dlt_valid_from AS at FROM :history AS h UNION"
+        " SELECT h._dlt_valid_to AS at FROM :history AS h WHERE h._dlt_valid_to IS NOT NULL",
+        history=target.table(HISTORY),
+    )
+    day = exp.cast(exp.column("at", "i"), "DATE")
+    for name, period in ((TRENDS_DAILY, day), (TRENDS_WEEKLY, _week(day.copy(), d))):
+        column = "day" if name == TRENDS_DAILY else "week"
+        trend = dialects.parse(
+            f"SELECT p.period AS {column}, v.name, v.value, COUNT(*) AS users, AVG(v.score) AS score_avg"
+            " FROM (SELECT :period AS period, MAX(i.at) AS at FROM (:instants) AS i GROUP BY :period_again) AS p"
+            " JOIN :versions AS v ON v.valid_from <= p.at AND (v.valid_to IS NULL OR v.valid_to > p.at)"
+            " GROUP BY p.period, v.name, v.value",
+            period=period, period_again=period.copy(), instants=instants.copy(),
+            versions=target.table(STG_HISTORY),
+        )
+        statements += replace_table(target, name, trend, f"table {name}")
+    changes = dialects.parse(
+        "SELECT e.day, e.name, e.value,"
+        " COUNT(CASE WHEN e.kind = 'entered' THEN 1 END) AS entered,"
+        " COUNT(CASE WHEN e.kind = 'left' THEN 1 END) AS left_,"
+        " COUNT(CASE WHEN e.kind = 'changed' THEN 1 END) AS score_changed FROM ("
+        " SELECT CAST(v.valid_from AS DATE) AS day, v.name, v.value,"
+        " CASE WHEN EXISTS (SELECT 1 FROM :versions AS o WHERE o.user_id = v.user_id AND o.name = v.name"
+        " AND o.value = v.value AND o.valid_to = v.valid_from) THEN 'changed' ELSE 'entered' END AS kind"
+        " FROM :versions AS v"
+        " UNION ALL"
+        " SELECT CAST(v.valid_to AS DATE) AS day, v.name, v.value, 'left' AS kind FROM :versions AS v"
+        " WHERE v.valid_to IS NOT NULL AND NOT EXISTS (SELECT 1 FROM :versions AS o WHERE o.user_id = v.user_id"
+        " AND o.name = v.name AND o.value = v.value AND o.valid_from = v.valid_to)) AS e"
+        " GROUP BY e.day, e.name, e.value",
+        versions=target.table(STG_HISTORY),
+    )
+    # `left` is a keyword in every warehouse: the column is named through an alias that needs no quoting
+    changes.expressions[4].set("alias", exp.to_identifier("left_users"))
+    statements += replace_table(target, INTEREST_CHANGES, changes, f"table {INTEREST_CHANGES}")
     return statements
 
 

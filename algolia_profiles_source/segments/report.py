@@ -2,7 +2,8 @@
 
 Sections: warnings (audiences of the last build that came out empty or changed size by more than
 half since the build before), audience sizes and their change over builds (entered/exited), the overlap heat map,
-score distributions per affinity name, the top values per affinity name, and profile freshness.
+score distributions per affinity name, the top values per affinity name, profile freshness, and,
+when affinity history is loaded and its trend models built, the top movers.
 Every number is read from the models a segment build wrote. The charts are Vega-Lite specifications
 (:mod:`.charts`, written with Altair) drawn in the browser by the Vega, Vega-Lite and vega-embed
 JavaScript that vl-convert-python ships, inlined in the page with the specifications: viewing it
@@ -15,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError, TableNotFoundError
-from ..tables import BUILDS, CATALOG, OVERLAPS, SIZES, STG_AFFINITIES, STG_USERS
+from ..tables import BUILDS, CATALOG, INTEREST_CHANGES, OVERLAPS, SIZES, STG_AFFINITIES, STG_USERS
 from ..warehouse.read import open_dataset
 from . import charts
 from .checks import size_warnings
@@ -63,9 +64,43 @@ def collect(pipeline: Any) -> dict[str, Any]:
             exp.select(exp.alias_(day, "day"), exp.alias_(exp.func("COUNT", exp.Star()), "n"))
             .from_(dataset.table(STG_USERS)).group_by(day)
         )
+        movers = _movers(dataset)
     return {"sizes": sizes, "history": history, "overlaps": overlaps, "catalog": catalog,
             "buckets": [(r["name"], r["bucket"], r["n"]) for r in buckets],
-            "freshness": sorted((r["day"], r["n"]) for r in freshness if r["day"] is not None)}
+            "freshness": sorted((r["day"], r["n"]) for r in freshness if r["day"] is not None),
+            "movers": movers}
+
+
+MOVERS_DAYS = 30
+MOVERS = 12
+
+
+def _movers(dataset: Any) -> list[dict[str, Any]] | None:
+    """The affinities whose number of users changed most over the last 30 days of the history (days
+    after the first, whose versions are all new), from ``affinity_interest_changes``; None without
+    trend models."""
+    try:
+        first_last = dataset.rows(exp.select(
+            exp.alias_(exp.func("MIN", exp.column("day")), "first"), exp.alias_(exp.func("MAX", exp.column("day")), "last"),
+        ).from_(dataset.table(INTEREST_CHANGES)))
+    except TableNotFoundError:
+        return None
+    first, last = (first_last[0]["first"], first_last[0]["last"]) if first_last else (None, None)
+    if last is None:
+        return []
+    since = max(last - timedelta(days=MOVERS_DAYS - 1), first + timedelta(days=1))
+    c = lambda name: exp.column(name, "c")  # noqa: E731
+    net = exp.Sub(this=exp.func("SUM", c("entered")), expression=exp.func("SUM", c("left_users")))
+    rows = dataset.rows(
+        exp.select(c("name"), c("value"), exp.alias_(exp.func("SUM", c("entered")), "entered"),
+                   exp.alias_(exp.func("SUM", c("left_users")), "left_users"), exp.alias_(net, "net"))
+        .from_(exp.alias_(dataset.table(INTEREST_CHANGES), "c", table=True))
+        .where(c("day") >= exp.cast(exp.Literal.string(since.isoformat()), "DATE"))
+        .group_by(c("name"), c("value"))
+    )
+    rows = [r for r in rows if r["entered"] or r["left_users"]]
+    rows.sort(key=lambda r: (-abs(r["net"]), -(r["entered"] + r["left_users"]), r["name"], r["value"]))
+    return rows[:MOVERS]
 
 
 def render(data: dict[str, Any]) -> str:
@@ -109,6 +144,12 @@ def render(data: dict[str, Any]) -> str:
         _section("Profile freshness (users by last update)", "freshness",
                  chart("freshness", charts.freshness_chart(data["freshness"]), "no profiles")),
     ]
+    if data.get("movers") is not None:  # trend models exist: affinity history is loaded
+        sections.append(_section(
+            f"Top movers (affinities gained and lost, last {MOVERS_DAYS} days of history)", "movers",
+            chart("movers", charts.movers_chart(data["movers"]), "no affinity changed in that period"),
+            _table(data["movers"], ("name", "value", "entered", "left_users", "net")) if data["movers"] else "",
+        ))
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Audience report</title>
