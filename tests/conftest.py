@@ -29,6 +29,49 @@ _counter = itertools.count()
 # No network but loopback here: dlt must not try to send telemetry.
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
+# The suite runs on every core with pytest-xdist (pyproject.toml: `-n auto --dist loadfile`), one
+# unit of work at a time per worker: a unit is a test module (its module-scoped fixtures are built
+# once, in one worker) or one of the groups below. xdist's own `loadgroup` cannot be used: it tags
+# the groups onto node IDs, which pytest 9.2 no longer lets it change (pytest-xdist issue #1386).
+#
+# TIMING: the modules that run long subprocess loads whose moments, speed or memory a neighbour
+# running the same kind of load would disturb; they run one after another in one worker.
+TIMING = "timing"
+UNITS = {
+    "tests/test_benchmarks_smoke.py": TIMING,
+    "tests/test_crash.py": TIMING,
+    "tests/test_soak.py": TIMING,
+}
+# Units that take longest, handed out first so that no worker is left alone with one at the end
+# (measured with `--durations`); the others follow in file order.
+SLOW_FIRST = (
+    TIMING,
+)
+
+
+def _unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return UNITS.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class UnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike: the collections must match
+        rank = {unit: i for i, unit in enumerate(SLOW_FIRST)}
+        items.sort(key=lambda item: rank.get(_unit(item.nodeid), len(rank)))
+
 
 @pytest.fixture
 def emulator_factory() -> Iterator[Callable[..., Emulator]]:
