@@ -19,6 +19,7 @@ and are skipped with the reason otherwise.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import pwd
@@ -84,11 +85,18 @@ def _ensure_os_user() -> pwd.struct_passwd:
         return pwd.getpwnam(OS_USER)
     except KeyError:
         pass
-    done = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", OS_USER],
-        capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-    )
+    # parallel test workers each start a server: one creates the account, the others wait for it
+    with open(os.path.join(tempfile.gettempdir(), "algolia-profiles-useradd.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(OS_USER)
+        except KeyError:
+            pass
+        done = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", OS_USER],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+        )
     if done.returncode != 0:
         raise PostgresUnavailable(
             f"running as root, and the OS user {OS_USER!r} to run PostgreSQL as could not be"
