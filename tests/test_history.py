@@ -1,7 +1,7 @@
 """Affinity history (``history = true``): a scaled-down year of daily changes in the emulator, loaded
 after each step; as of each load's boundary, the history holds exactly the affinities Algolia served.
 
-One module-scoped simulation (200 users, 8 steps of 45 days, reconciles where users were deleted)
+One module-scoped simulation (200 users, 6 steps of 60 days, reconciles where users were deleted)
 serves every test here.
 """
 
@@ -23,8 +23,8 @@ from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, expected_snapshot, source_args, warehouse_snapshot
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-STEPS = 8
-DAYS_PER_STEP = 45
+STEPS = 6
+DAYS_PER_STEP = 60
 VALUES = {"category": ["Camping", "Hiking", "Kids", "Running"], "brand": ["Patagonia", "Nike", "Arc'teryx"]}
 
 
@@ -169,7 +169,7 @@ def test_history_rules_match_the_oracle(year):
 
     pipeline, served = year["pipeline"], year["served"]
     # between two loads, and a moment just after the last
-    for as_of in (served[5][0] + timedelta(days=3), served[-1][0] + timedelta(seconds=1)):
+    for as_of in (served[3][0] + timedelta(days=3), served[-1][0] + timedelta(seconds=1)):
         build_segments(pipeline, HISTORY_AUDIENCES, as_of=as_of, retire=True)
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name("segment_members")

@@ -7,8 +7,9 @@ How the versions are made, and why:
 - Each ``user_affinities`` item of a walk becomes a history item with the same rows. dlt's scd2
   merge is keyed by ``merge_key = user_id``: only users present in a load have versions retired, so an
   incremental load (which reads changed profiles only) leaves every other user's versions open.
-- Arrow items get no row hash from dlt, so each row carries ``row_version``, a hash of the version's
-  content (user, name, value, score). A version whose score changes is retired and a new one opens.
+- Arrow items get no row hash from dlt, so each row carries ``row_version``, the version's content
+  (user, name, value, score) as one string. A version whose score changes is retired and a new one
+  opens.
 - A user left with zero affinities has no row to compare, and dlt would leave its last versions open:
   the snapshot's tombstone row becomes a *marker* version (empty name and value), which retires them.
   Queries read the staging view ``stg_algolia__user_affinities_history``, which leaves markers out.
@@ -23,7 +24,6 @@ How the versions are made, and why:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +43,8 @@ from ..tables import (
 from ..times import format_rfc3339, parse_datetime
 
 STATE_KEY = "history_boundary"
+# not in any user ID ([A-Za-z0-9=+/_-]) or score
+SEPARATOR = "|"
 _TICK = timedelta(microseconds=1)
 
 
@@ -64,14 +66,13 @@ def history_table(affinities: pa.Table) -> pa.Table:
 
 
 def row_versions(user_id: Any, name: Any, value: Any, score: Any) -> pa.Array:
-    """A version's identity: BLAKE2b (128 bits, hex) of user, name, value and score, joined by a
-    separator no user ID can hold."""
+    """A version's identity: ``user|len(name)|name|value|score``. The content itself rather than a
+    hash of it: exact, and built by vectorized kernels (hashing 2 million rows one by one in Python
+    costs more than the rest of the export). No two versions join alike: user IDs and scores hold no
+    ``|``, and the name's length says where the value starts."""
     score_text = pc.fill_null(pc.cast(score, pa.string()), "")
-    joined = pc.binary_join_element_wise(user_id, name, value, score_text, "\x1f")
-    return pa.array(
-        [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in joined.to_pylist()],
-        pa.string(),
-    )
+    name_length = pc.cast(pc.utf8_length(name), pa.string())
+    return pc.binary_join_element_wise(user_id, name_length, name, value, score_text, SEPARATOR)
 
 
 def boundary(previous: Any, newest: datetime | None) -> datetime | None:

@@ -1,0 +1,104 @@
+"""Affinity history on each warehouse, and its retention: a short story of changes (a score changes,
+an interest goes, a user is left without affinities, a user is deleted at reconcile) reconstructs
+exactly as of each load; history_retention_days deletes what ended before the horizon, nothing else."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from algolia_profiles_source.emulator import Emulator
+from algolia_profiles_source.load.history import last_boundary
+from algolia_profiles_source.load.pipeline import load_profiles
+from algolia_profiles_source.tables import HISTORY
+from algolia_profiles_source.times import format_rfc3339
+from tests.conftest import API_KEY, APP_ID, source_args
+from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
+from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
+
+START = datetime(2025, 3, 1, tzinfo=timezone.utc)
+
+
+def served(emu: Emulator) -> set[tuple[str, str, str, float]]:
+    return {(p["userID"], a["name"], a["value"], float(a["score"])) for p in emu.store.users() for a in p["affinities"]}
+
+
+def history_as_of(pipeline: Any, at: datetime) -> set[tuple[str, str, str, float]]:
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(HISTORY)
+        rows = client.execute_sql(
+            f"SELECT user_id, name, value, score FROM {table} WHERE name <> '' AND _dlt_valid_from <= %s"
+            " AND (_dlt_valid_to IS NULL OR _dlt_valid_to > %s)", at, at)
+    return {(u, n, v, float(s)) for u, n, v, s in rows}
+
+
+def closed_before(pipeline: Any, at: datetime) -> int:
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(HISTORY)
+        return client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _dlt_valid_to <= %s", at)[0][0]
+
+
+def story(pipeline: Any, retention_days: float | None = None) -> list[tuple[datetime, set[Any]]]:
+    """Four loads, 10-20 simulated days apart; returns each load's boundary and what it served."""
+    loads = []
+    with Emulator(n_users=30, seed=4, app_id=APP_ID, api_key=API_KEY, now=START) as emu:
+        args = dict(history=True, history_retention_days=retention_days, page_size=100)
+
+        def load(reconcile: bool = False) -> None:
+            load_profiles(pipeline, reconcile=reconcile, **source_args(emu, **args))
+            loads.append((last_boundary(pipeline), served(emu)))
+
+        load()
+        users = emu.store.users()
+        stamp = format_rfc3339(START + timedelta(days=10))
+        first, second, third = users[0], users[1], users[2]
+        first["affinities"][0]["score"] = 21 - first["affinities"][0]["score"]  # score changes
+        second["affinities"] = second["affinities"][1:]  # an interest goes
+        third["affinities"] = []  # every interest goes
+        for profile in (first, second, third):
+            emu.store.upsert(dict(profile, lastUpdatedAt=stamp))
+        load()
+        assert emu.store.delete(users[3]["userID"])  # deleted: only a reconcile sees it
+        third["affinities"] = [{"name": "brand", "value": "Patagonia", "score": 12, "indices": ["products_en_US"],
+                                "lastUpdatedAt": format_rfc3339(START + timedelta(days=20))}]
+        emu.store.upsert(dict(third, lastUpdatedAt=format_rfc3339(START + timedelta(days=20))))
+        load(reconcile=True)
+        second["affinities"] = second["affinities"][1:]
+        emu.store.upsert(dict(second, lastUpdatedAt=format_rfc3339(START + timedelta(days=40))))
+        load()
+    return loads
+
+
+def check_exact(pipeline: Any, loads: list[tuple[datetime, set[Any]]], first: int = 0) -> None:
+    for boundary, expected in loads[first:]:
+        assert history_as_of(pipeline, boundary) == expected, boundary
+
+
+def test_history_on_duckdb_with_retention(pipeline_factory):
+    pipeline = pipeline_factory()
+    loads = story(pipeline, retention_days=5)
+    # the fourth load pruned what ended at the second (day 10, before day 20 - 5 days); what ended at
+    # the third (the deleted user, the new interest's marker) stays
+    assert closed_before(pipeline, loads[1][0]) == 0
+    assert closed_before(pipeline, loads[2][0]) > 0
+    check_exact(pipeline, loads, first=2)
+    assert history_as_of(pipeline, loads[0][0]) != loads[0][1]  # older states are gone
+
+
+def test_history_on_postgres(pg_pipeline_factory):  # noqa: F811
+    pipeline = pg_pipeline_factory()
+    loads = story(pipeline)
+    check_exact(pipeline, loads)
+    assert closed_before(pipeline, loads[1][0]) > 0  # no retention: everything kept
+
+
+@pytest.mark.parametrize("days", [-1, "many", float("nan")])
+def test_retention_must_be_positive(days):
+    from algolia_profiles_source import algolia_profiles
+    from algolia_profiles_source.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"history_retention_days must be a positive number of days"):
+        algolia_profiles(application_id=APP_ID, api_key=API_KEY, base_url="http://127.0.0.1:9",
+                         history=True, history_retention_days=days)
