@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from sqlglot import exp
 
+from .. import tables as tables_module
 from ..exceptions import ConfigurationError
 from ..tables import (
     AFFINITIES,
@@ -133,8 +134,10 @@ def write_dbt_project(
         )
     file = load_audiences(pipeline, audiences, strict)
     destination = pipeline_destination(pipeline)
+    history = getattr(tables_module, "HISTORY", None)
     files = project_files(file, destination, schema or default_schema(destination.dataset),
-                          has_config=CONFIG in tables, as_of=as_of)
+                          has_config=CONFIG in tables, has_history=history is not None and history in tables,
+                          as_of=as_of)
     return write_files(Path(out), files, schema or default_schema(destination.dataset), file)
 
 
@@ -257,9 +260,10 @@ def audience_models(file: AudienceFile) -> dict[str, str]:
 
 def project_files(
     file: AudienceFile, destination: Destination, schema: str, has_config: bool = True,
-    as_of: datetime | None = None,
+    has_history: bool = False, as_of: datetime | None = None,
 ) -> dict[str, str]:
-    """Every file of the project, by path inside it. Pure: reads no warehouse."""
+    """Every file of the project, by path inside it. Pure: reads no warehouse. ``has_config``,
+    ``has_history``: those loaded tables exist (the models over them are built as a build does)."""
     if schema in (destination.dataset, f"{destination.dataset}_staging"):
         raise ConfigurationError(
             f"the dbt project must build into its own schema, not {schema!r}, where this tool keeps its"
@@ -269,7 +273,10 @@ def project_files(
     tables = _Tables(destination.dataset)
     target = tables.target(dialect)
     models: dict[str, tuple[str, exp.Expression]] = {}  # name -> (materialization, select)
-    for statement in model_statements(target, has_config):
+    # the trend models over the affinity history only where it is loaded
+    statements = model_statements(target, has_config, has_history=True) if has_history else model_statements(
+        target, has_config)
+    for statement in statements:
         tree = statement.tree
         if isinstance(tree, exp.Create) and tree.kind in ("VIEW", "TABLE") and isinstance(tree.this, exp.Table):
             name = _placeholder_name(tree.this)
@@ -470,12 +477,12 @@ def _schema(models: dict[str, tuple[str, exp.Expression]], file: AudienceFile,
             "name": by_audience[audience.name],
             "description": described or f"The members of the audience {audience.name}.",
             "columns": [
-                _column("segment", "The audience's name.", "not_null",
-                        _test("accepted_values", values=[audience.name])),
+                _column("segment", "The audience's name.", _test("accepted_values", values=[audience.name])),
                 _user_id(unique=True),
-                _column("score", "The best score of the user's rows that match the audience's affinity rules."),
-                _column("matched_affinities", "How many of the user's rows match them.", "not_null"),
-                _column("built_at", "When the run started.", "not_null"),
+                _column("score", "The best score of the user's rows that match the audience's affinity rules"
+                                 " (null when it has none)."),
+                _column("matched_affinities", "How many of the user's rows match them."),
+                _column("built_at", "When the dbt run started."),
             ],
         })
     for name in (MEMBERS, EVENTS, BUILDS):
