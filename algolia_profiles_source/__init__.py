@@ -83,7 +83,7 @@ def algolia_profiles(
     backoff_base: float = settings.DEFAULT_BACKOFF_BASE,
     timeout: float = settings.DEFAULT_TIMEOUT,
     reconcile: bool = False,
-    concurrency: int = settings.DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     history: bool = False,
     history_retention_days: float | None = None,
 ) -> Sequence[DltResource]:
@@ -107,8 +107,10 @@ def algolia_profiles(
         max_attempts: Attempts per request on 5xx, network errors and broken bodies.
         backoff_base: First retry wait in seconds; doubles per attempt, with jitter.
         timeout: Seconds to wait for each response.
-        concurrency: Windows of ``lastUpdatedAt`` walked at the same time (1 = one sequential
-            cursor walk). All walks share the rate governor; see :mod:`.extract.windows`.
+        concurrency: Calls kept in flight, each walking its own window of ``lastUpdatedAt``. By
+            default (None) as many as use ``max_share`` of the quota at the measured page latency
+            (one while one is enough); a number fixes it (1 = one sequential cursor walk). All
+            calls share the rate governor; see :mod:`.extract.concurrency`.
         reconcile: Walk every profile (ignoring the cursor) so that profiles gone from Algolia can
             be marked deleted afterwards (:func:`algolia_profiles_source.load.reconcile.mark_deleted`,
             which ``load_profiles(..., reconcile=True)`` runs). Not allowed with filters or dates.
@@ -147,8 +149,10 @@ def algolia_profiles(
         governor = RateGovernor(max_share=float(max_share))
     except ValueError as error:
         raise ConfigurationError(f"{error} (sources.algolia_profiles.max_share)") from None
-    if int(concurrency) < 1 or int(concurrency) > 64:
-        raise ConfigurationError(f"concurrency must be from 1 to 64, got {concurrency!r}")
+    if concurrency is not None and (int(concurrency) < 1 or int(concurrency) > 64):
+        raise ConfigurationError(
+            f"concurrency must be from 1 to 64 (or unset, to adapt to the quota), got {concurrency!r}"
+        )
     if int(max_attempts) < 1:
         raise ConfigurationError(f"max_attempts must be at least 1, got {max_attempts!r}")
     keep_history = retention(history_retention_days) if history else None
@@ -166,7 +170,7 @@ def algolia_profiles(
 
     # One resource per API endpoint; it yields two tables, each with its own keys and types.
     profiles = dlt.resource(
-        _profiles(client, query, overlap, max_pages, reconcile, int(concurrency),
+        _profiles(client, query, overlap, max_pages, reconcile, None if concurrency is None else int(concurrency),
                   history=bool(history), keep_history=keep_history),
         name=PROFILES_RESOURCE,
         write_disposition="merge",
@@ -187,7 +191,7 @@ def _profiles(
     overlap: timedelta,
     max_pages: int | None,
     reconcile: bool = False,
-    concurrency: int = 1,
+    concurrency: int | None = 1,
     history: bool = False,
     keep_history: timedelta | None = None,
 ) -> Iterator[Any]:

@@ -8,6 +8,11 @@ the window to reset once the calls left would dip into the part of the quota res
 A response's ``x-ratelimit-remaining`` was counted when its request arrived, so calls still in
 flight may not be in it yet: the governor subtracts them, and never lets an answer from a window
 that is already over speak for the current one.
+
+It also measures what the walk's concurrency controller (:mod:`..extract.concurrency`) needs: the
+length of a rate-limit window (the step between two ``x-ratelimit-reset`` values; the documented
+minute until one is seen), hence the calls per second this export may make, and the time a call
+takes once it is sent (:meth:`RateGovernor.record_latency`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ _RESET_MARGIN = 0.05
 _MAX_RESET_WAIT = 120.0
 # How often a call re-checks while the window's reset time is not known yet.
 _POLL = 0.05
+# The API's documented window (500 calls per minute), assumed until two resets show the real one.
+DOCUMENTED_WINDOW_SECONDS = 60.0
+# Weight of the newest sample in the running mean of call latency.
+_LATENCY_WEIGHT = 0.1
 
 
 @dataclass
@@ -49,6 +58,12 @@ class RateGovernor:
     in_flight: int = 0
     window_over: float = 0.0  # the end of the last window known to be over
     throttled: int = 0
+    peak_in_flight: int = 0
+    window_seconds: float | None = None  # measured: the step between two reset instants
+    latency: float | None = None  # running mean of seconds per call, from sent to parsed
+    base_latency: float | None = None  # the fastest large answer: a call's time without queueing
+    _largest_body: int = field(default=0, repr=False)
+    _last_reset: int | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,16 +89,43 @@ class RateGovernor:
                 if self.remaining is None or self.remaining > self.reserve:
                     if self.remaining is not None:
                         self.remaining -= 1
-                    self.in_flight += 1
+                    self._count_in_flight()
                     return
                 if self.reset_at is None:
                     if self.in_flight == 0:  # nobody will tell us the reset: probe with one call
-                        self.in_flight += 1
+                        self._count_in_flight()
                         return
                     wait = _POLL
                 else:
                     wait = min(self.reset_at - now, _MAX_RESET_WAIT) + random.uniform(0, _RESET_MARGIN)
             self.sleep(wait)
+
+    def _count_in_flight(self) -> None:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def allowed_rate(self) -> float | None:
+        """Calls per second this export may make: its share of the limit per window (None until
+        an answer told the limit). The window is the documented minute until one was measured."""
+        with self._lock:
+            if self.limit is None:
+                return None
+            window = self.window_seconds or DOCUMENTED_WINDOW_SECONDS
+            return (self.limit - self.reserve) / window
+
+    def record_latency(self, seconds: float, body_bytes: int = 0) -> None:
+        """Adds one call's duration (sent to parsed, waits for the quota excluded) to the mean;
+        ``base_latency`` keeps the fastest of the answers at least half as large as the largest."""
+        with self._lock:
+            if self.latency is None:
+                self.latency = seconds
+            else:
+                self.latency += _LATENCY_WEIGHT * (seconds - self.latency)
+            if body_bytes > 2 * self._largest_body:
+                self.base_latency = None  # the answers seen so far were small ones
+            self._largest_body = max(self._largest_body, body_bytes)
+            if body_bytes * 2 >= self._largest_body:
+                self.base_latency = seconds if self.base_latency is None else min(self.base_latency, seconds)
 
     def observe(self, headers: Mapping[str, str], throttled: bool = False) -> float | None:
         """Records the answer to one acquired call.
@@ -98,6 +140,7 @@ class RateGovernor:
             if limit is not None and limit > 0:
                 self.limit = limit
             if reset is not None:
+                self._measure_window(reset)
                 window_end = reset + _RESET_MARGIN
                 if window_end <= self.window_over or (
                     self.reset_at is not None and window_end < self.reset_at
@@ -120,6 +163,15 @@ class RateGovernor:
                 self.remaining = 0
                 return max(0.0, min(self.reset_at - self.clock(), _MAX_RESET_WAIT))
         return None
+
+    def _measure_window(self, reset: int) -> None:
+        """A reset later than the last one seen is the next window's: the step is the window's
+        length (the smallest step seen, since an idle export may skip windows)."""
+        if self._last_reset is not None and reset > self._last_reset:
+            step = float(reset - self._last_reset)
+            self.window_seconds = step if self.window_seconds is None else min(self.window_seconds, step)
+        if self._last_reset is None or reset > self._last_reset:
+            self._last_reset = reset
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

@@ -5,7 +5,8 @@ truncated bodies, jitter, or a floor under ``Retry-After: 0``. This session keep
 ``RESTClient`` (paginators, auth, the raise-for-status hook with redacted URLs) and replaces only the
 transport policy:
 
-- every call first asks the shared :class:`~.rate_limit.RateGovernor` for a slot;
+- every call first asks the shared :class:`~.rate_limit.RateGovernor` for a slot, and reports
+  how long it took once sent;
 - 429/421 wait for the window to reset (their own budget of waits); 5xx, connection resets,
   timeouts, truncated or unparseable bodies back off exponentially with jitter;
 - a 2xx JSON body is parsed once and cached, so the paginator and the page reader do not parse
@@ -73,12 +74,14 @@ class AlgoliaSession(requests.Session):
             self.governor.acquire()
             self.stats["requests"] += 1
             response: requests.Response | None = None
+            sent = time.monotonic()
             try:
                 response = super().send(request, **kwargs)  # runs dlt's raise-for-status hook, if set
                 if response.status_code >= 400:  # RESTClient.get/request set no hook: same policy
                     raise HTTPError(f"HTTP {response.status_code}", response=response)
                 self.governor.observe(response.headers)
                 _parse_json_once(response)
+                self.governor.record_latency(time.monotonic() - sent, len(response.content))
                 return response
             except HTTPError as error:
                 response = error.response

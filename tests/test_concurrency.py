@@ -1,0 +1,154 @@
+"""Adaptive concurrency: the controller's decisions, the window planner, and one walk end to end."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from algolia_profiles_source.extract.concurrency import ConcurrencyController, InFlightGate
+from algolia_profiles_source.extract.windows import Window, WindowPlanner
+from algolia_profiles_source.http.rate_limit import RateGovernor
+from tests.conftest import assert_warehouse_equals_emulator, run
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def governor_with(limit=20, window=2, latency=None, max_share=0.8, base=None):
+    governor = RateGovernor(max_share=max_share, clock=lambda: 1000.0, sleep=lambda s: None)
+    for reset in (1002, 1002 + window):  # two windows: the step between resets is the window
+        governor.acquire()
+        governor.observe({"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(limit - 1),
+                          "x-ratelimit-reset": str(reset)})
+    if base is not None:
+        governor.record_latency(base, 1000)
+    if latency is not None:
+        governor.latency = latency
+    return governor
+
+
+def test_the_governor_measures_the_window_and_the_allowed_rate():
+    governor = RateGovernor(max_share=0.8, clock=lambda: 1000.0, sleep=lambda s: None)
+    assert governor.allowed_rate() is None  # nothing known before an answer
+    governor.acquire()
+    governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1030"})
+    assert governor.window_seconds is None and governor.allowed_rate() == pytest.approx(400 / 60)  # documented minute
+    governor.acquire()
+    governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1036"})
+    assert governor.window_seconds == 6 and governor.allowed_rate() == pytest.approx(400 / 6)
+    governor.acquire()
+    governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1048"})
+    assert governor.window_seconds == 6  # an idle export skipped a window: the smallest step stays
+
+
+@pytest.mark.parametrize("latency", [0.05, 0.3, 1.0, 2.0, 4.0])
+def test_the_target_keeps_rate_times_latency_in_flight_within_two_more(latency):
+    controller = ConcurrencyController(governor_with(limit=20, window=2, latency=latency))
+    needed = 8 * latency  # 16 calls per 2 s allowed
+    target = controller.target()
+    assert needed <= target <= math.ceil(needed) + 2 or (needed < 1 and target == 1)
+
+
+def test_one_call_in_flight_while_one_is_enough_and_none_known_before_an_answer():
+    assert ConcurrencyController(RateGovernor()).target() == 1  # no limit, no latency yet
+    controller = ConcurrencyController(governor_with(limit=20, window=2, latency=0.05))
+    assert controller.target() == 1  # 0.4 calls' worth: one sequential walk uses the share
+
+
+def test_fewer_calls_in_flight_when_latency_drops_and_a_fixed_concurrency_wins():
+    governor = governor_with(limit=20, window=2, latency=2.0)
+    controller = ConcurrencyController(governor)
+    high = controller.target()
+    governor.latency = 0.5
+    assert controller.target() < high and controller.target() == math.ceil(1.05 * 4 + 0.3)
+    assert ConcurrencyController(governor, fixed=4).target() == 4
+    assert ConcurrencyController(governor_with(limit=10**6, window=1, latency=5.0)).target() == 32  # the ceiling
+
+
+def test_a_slow_consumer_caps_the_calls_and_a_congested_server_is_not_fed_more():
+    controller = ConcurrencyController(governor_with(limit=10**6, window=60, latency=1.0))
+    controller.record_consumer(0.25)  # the consumer takes 4 pages a second: the quota does not bind
+    assert controller.target() == math.ceil(1.05 * 4 + 0.3)
+    # calls take 3 s where the fastest large answer took 0.2 s: they queue; count 0.6 s
+    congested = ConcurrencyController(governor_with(limit=20, window=2, latency=3.0, base=0.2))
+    assert congested.target() == math.ceil(1.05 * 8 * 0.6 + 0.3)
+
+
+def test_the_gate_admits_up_to_the_current_limit():
+    limit = [2]
+    gate = InFlightGate(lambda: limit[0])
+    assert gate.enter() and gate.enter()
+    entered = threading.Event()
+    third = threading.Thread(target=lambda: (gate.enter(), entered.set()))
+    third.start()
+    assert not entered.wait(0.3)  # the third waits
+    limit[0] = 3  # a higher target lets it in without anyone leaving
+    assert entered.wait(5)
+    third.join()
+    assert gate.peak == 3
+    stopped = InFlightGate(lambda: 1, stopped=lambda: True)
+    assert stopped.enter() and not stopped.enter()  # a stopped walk lets nobody wait
+
+
+def sample_stamps(batch=0):
+    """1,000 sampled timestamps: one a minute, plus ``batch`` sharing one instant."""
+    stamps = [T0 + timedelta(minutes=i) for i in range(1000)] + [T0 + timedelta(minutes=500, seconds=30)] * batch
+    return [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in stamps]
+
+
+def walk_plan(planner, target):
+    windows = []
+    while (taken := planner.next_window(target)) is not None:
+        windows.append(taken)
+    return windows
+
+
+def test_planned_windows_cover_the_run_without_gaps_and_shrink_towards_the_end():
+    run_window = Window.exact({"startDate": "2026-10-01T00:00:00Z"})
+    planner = WindowPlanner(run_window, sample_stamps(), page_size=1000)
+    windows = walk_plan(planner, target=4)
+    ordered = sorted((w for w, _ in windows), key=lambda w: w.start)
+    assert ordered[0].start == run_window.start and ordered[0].exact_start and ordered[-1].end is None
+    assert all(a.end == b.start for a, b in zip(ordered, ordered[1:]))  # no gap, no overlap
+    sizes = [samples for _, samples in windows]
+    assert sum(sizes) == 1000 and sizes[0] == 125 and sizes[0] > sizes[len(sizes) // 2] > sizes[-2]
+
+
+def test_once_windows_are_measured_none_is_planned_below_the_minimum_pages():
+    planner = WindowPlanner(Window.exact({}), sample_stamps(), page_size=100, min_pages=6)
+    planner.finished(samples=100, profiles=10_000)  # a sample stands for 100 profiles, one page
+    sizes = [samples for _, samples in walk_plan(planner, target=20)]
+    assert min(sizes[:-1]) >= 6
+
+
+def test_a_batch_sharing_one_timestamp_is_walked_first_and_whole():
+    planner = WindowPlanner(Window.exact({}), sample_stamps(batch=400), page_size=1000)
+    (first, samples), *rest = walk_plan(planner, target=8)
+    assert samples == 400
+    batch = T0 + timedelta(minutes=500, seconds=30)
+    assert (first.start, first.end) == (batch - timedelta(seconds=15), batch + timedelta(seconds=15))
+    assert not any(w.start <= batch < w.end for w, _ in rest if w.start and w.end)
+
+
+WALKED = re.compile(r"walked (\d+) window\(s\), at most (\d+) calls in flight \(([\d.]+) s per call\)")
+
+
+def test_an_adaptive_walk_keeps_more_calls_in_flight_than_four_windows_where_four_fall_short(
+    emulator_factory, pipeline_factory, caplog
+):
+    # 20 calls a second allowed; a page takes 0.3 s: four calls in flight would make 13 calls a second
+    emu = emulator_factory(n_users=2000, latency=0.3, rate_limit=20, rate_window=1.0)
+    caplog.set_level("INFO", logger="algolia_profiles_source.extract.windows")
+    result = run(pipeline_factory(), emu, page_size=25, concurrency=None, max_share=1.0)
+    assert_warehouse_equals_emulator(result.pipeline, emu)
+    windows, peak, per_call = next(
+        (int(m[1]), int(m[2]), float(m[3])) for m in map(WALKED.search, caplog.messages) if m
+    )
+    assert peak > 4 and peak <= math.ceil(20 * per_call) + 2
+    requests = [r for r in emu.requests if r.path == "/2/users"]
+    assert sum(r.status == 429 for r in requests) <= 0.01 * len(requests)
+    # 80 pages for one sequential walk; the first pages read again, and one partial page a window
+    assert len(requests) <= 80 + 4 + windows
