@@ -11,7 +11,9 @@ The catalogue is an e-commerce shop with personas whose interests correlate (cam
 Values deliberately contain commas, colons, quotes, ``>`` hierarchies and non-Latin scripts; user IDs
 use every character Algolia allows (``[A-Za-z0-9=+/_-]``, 1..129 characters). Profiles are recomputed
 in daily batches, so many users share one ``lastUpdatedAt``; a minority carry an individual real-time
-timestamp with micro-seconds.
+timestamp with micro-seconds. The ``large_batches`` shape adds full recomputes: a quarter, a sixth and
+a tenth of all profiles share each of three timestamps (`LARGE_BATCH_SHARES`), as after an
+application recomputes every profile at once.
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ PERSONAS: dict[str, tuple[int, dict[str, list[str]]]] = {
 }
 
 USER_TYPES = ("basic", "predictive", "realtime")
+BATCH_SHAPES = ("daily", "large_batches")
+# Shares of all profiles in the three full recomputes of the ``large_batches`` shape.
+LARGE_BATCH_SHARES = (0.25, 0.15, 0.10)
+REALTIME_SHARE = 0.1
 DAY_US = 86_400 * 1_000_000
 SPAN_DAYS = 90
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789=+/_-"
@@ -198,10 +204,13 @@ class SyntheticData:
         batches: sorted batch instants (microseconds) at which profiles were recomputed.
     """
 
-    def __init__(self, n_users: int, seed: int, now: datetime) -> None:
-        """Generate ``n_users`` IDs and timestamps spread over the 90 days before ``now``."""
+    def __init__(self, n_users: int, seed: int, now: datetime, batch_shape: str = "daily") -> None:
+        """Generate ``n_users`` IDs and timestamps spread over the 90 days before ``now``, in
+        recompute batches of the given shape (one of `BATCH_SHAPES`)."""
         if n_users < 0:
             raise ValueError("n_users must be >= 0")
+        if batch_shape not in BATCH_SHAPES:
+            raise ValueError(f"batch_shape must be one of {', '.join(BATCH_SHAPES)}, got {batch_shape!r}")
         self.seed = seed
         self.now_us = to_us(now)
         rng = random.Random(seed)
@@ -222,14 +231,19 @@ class SyntheticData:
         seen: set[str] = set()
         stamps = array("q")
         choices_b = rng.choices(range(SPAN_DAYS), cum_weights=batch_cum, k=n_users)
+        # full recomputes (large_batches): weekly, the latest first; shares among batch profiles
+        full = [self.batches[-1 - 7 * k] for k in range(len(LARGE_BATCH_SHARES))] if batch_shape != "daily" else []
+        full_cum = [sum(LARGE_BATCH_SHARES[: k + 1]) / (1 - REALTIME_SHARE) for k in range(len(full))]
         for i in range(n_users):
             uid = _make_id(rng, i)
             while uid in seen:
                 uid = _make_id(rng, i)
             seen.add(uid)
             raw_ids.append(uid)
-            if rng.random() < 0.1:  # real-time update: an individual instant with micro-seconds
+            if rng.random() < REALTIME_SHARE:  # real-time update: an individual instant with micro-seconds
                 stamps.append(rng.randrange(start_us, self.now_us))
+            elif full and (k := bisect.bisect_right(full_cum, rng.random())) < len(full):
+                stamps.append(full[k])
             else:
                 stamps.append(self.batches[choices_b[i]])
         del seen

@@ -40,6 +40,8 @@ class Emulator:
         fault_seed: seed of the random fault draws.
         last_page_token: how the last page signals the end (one of `LAST_PAGE_TOKEN_MODES`).
         default_limit: page size when a call sends no ``limit``.
+        batch_shape: how profiles share timestamps, ``daily`` recompute batches or
+            ``large_batches`` (see `SyntheticData`).
 
     Raises:
         ValueError: when ``now`` is naive, ``n_users`` is negative, or a setting is out of range
@@ -68,6 +70,7 @@ class Emulator:
         fault_seed: int = 0,
         last_page_token: str = "missing",
         default_limit: int = 10,
+        batch_shape: str = "daily",
     ) -> None:
         if now is None:
             now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -79,7 +82,7 @@ class Emulator:
         self.port = port
         self.now = now.astimezone(timezone.utc)
         self.default_limit = default_limit
-        self.store = ProfileStore(n_users, seed, self.now)
+        self.store = ProfileStore(n_users, seed, self.now, batch_shape)
         self.request_log = RequestLog()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -64,11 +64,12 @@ class ProfileStore:
         n_users: number of generated users.
         seed: generator seed (same seed, same users).
         now: instant the generated data is relative to (aware datetime).
+        batch_shape: how profiles share timestamps (see `SyntheticData`).
     """
 
-    def __init__(self, n_users: int, seed: int, now: datetime) -> None:
+    def __init__(self, n_users: int, seed: int, now: datetime, batch_shape: str = "daily") -> None:
         self.now = now
-        self._data = SyntheticData(n_users, seed, now)
+        self._data = SyntheticData(n_users, seed, now, batch_shape)
         self._lock = threading.RLock()
         self._overrides: dict[str, dict[str, Any]] = {}
         self._override_us: dict[str, int] = {}
