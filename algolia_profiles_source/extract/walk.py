@@ -1,8 +1,9 @@
 """One walk of ``GET /2/users``: pages in, the run's tables out as Arrow items for dlt, and the
 counters the run's state records.
 
-A walk reads one cursor sequentially (with one page read ahead), or several windows of
-``lastUpdatedAt`` at once (:mod:`.windows`); either way each page becomes a ``users`` and a
+A walk reads one cursor sequentially (with one page read ahead, ``concurrency=1``), or as many
+windows of ``lastUpdatedAt`` at once as a fixed ``concurrency`` or, by default, the quota and the
+page latency call for (:mod:`.windows`, :mod:`.concurrency`); either way each page becomes a ``users`` and a
 ``user_affinities`` table (:mod:`.transform`), gathered into bigger items (:mod:`.batches`).
 """
 
@@ -19,16 +20,18 @@ import pyarrow.compute as pc
 
 from ..exceptions import PaginationError
 from ..http.client import ProfilesClient
+from ..load.duckdb import bound_initial_load_of_running_pipeline
 from ..http.page import Page, keep, user_ids
 from ..tables import REJECTED_HINTS, profile_table_hints
 from ..times import format_rfc3339
 from .batches import PageBatches
+from .concurrency import ConcurrencyController
 from .plan import RunPlan
 from .progress import report_page
 from .read_ahead import read_ahead
 from .seen_ids import SeenIds
 from .transform import page_to_tables
-from .windows import Window, walk_concurrently
+from .windows import WalkStats, Window, walk_concurrently
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class ProfilesWalk:
         plan: RunPlan,
         *,
         page_size: int,
-        concurrency: int,
+        concurrency: int | None,
         max_pages: int | None,
         overlap: timedelta,
         started: datetime,
@@ -64,6 +67,7 @@ class ProfilesWalk:
         self.profiles = 0
         self.rejected = 0
         self.pages = 0
+        self.windows = WalkStats()
         self._newest: datetime | None = None
 
     @property
@@ -73,7 +77,7 @@ class ProfilesWalk:
         Concurrent windows keep a profile's first sighting: a newer version read later was
         dropped, and the next run must read it again, so the cursor may not pass the walk's start.
         """
-        if self.concurrency > 1 and self._newest is not None and self._newest > self.started:
+        if self.concurrency != 1 and self._newest is not None and self._newest > self.started:
             return self.started
         return self._newest
 
@@ -88,10 +92,12 @@ class ProfilesWalk:
                 yield mark(users_batch, users_hints)
                 yield mark(affinities_batch, affinities_hints)
 
+        # a plain dlt pipeline loads into DuckDB without load_profiles' bound: set it before the load
+        bound_initial_load_of_running_pipeline(self.plan.initial)
         if self.materialize_rejected:  # the table exists from the first load on, empty until needed
             yield mark(dlt.mark.materialize_table_schema(), REJECTED_HINTS)
         # a profile updated during a concurrent walk may be read twice: keep the first
-        seen = SeenIds() if self.concurrency > 1 else None
+        seen = SeenIds() if self.concurrency != 1 else None
         pages = self._pages()
         try:
             for page in pages:
@@ -131,8 +137,10 @@ class ProfilesWalk:
         the next incremental run picks it up. A reconcile cannot wait for that (an unseen profile
         counts as deleted), so it ends with one sequential walk of everything updated since it started.
         """
-        start = Window.exact(params)
-        yield from walk_concurrently(self.client.clone, params, [start], self.concurrency, self.page_size)
+        controller = ConcurrencyController(self.client.governor, fixed=self.concurrency)
+        yield from walk_concurrently(
+            self.client.clone, params, Window.exact(params), controller, self.page_size, stats=self.windows
+        )
         if self.plan.mode == "reconcile":
             catch_up = dict(params, startDate=format_rfc3339(self.started - self.overlap))
             yield from self.client.iter_user_pages(catch_up)

@@ -70,13 +70,16 @@ def parse_users_body(content: bytes) -> dict[str, Any]:
             # one block for the whole body: a block boundary may not fall inside the one object
             read_options=pa_json.ReadOptions(use_threads=False, block_size=len(content) + 1),
             parse_options=_PARSE_OPTIONS,
+            # pages are parsed by the walk's threads, one per call in flight: Arrow's default pool
+            # (mimalloc) keeps freed memory in a heap per thread, so memory would grow with them
+            memory_pool=pa.system_memory_pool(),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = None
     if table is not None and table.num_rows == 1 and table.column("users").null_count == 0:
         column = table.column("users")
         # one block, so one chunk: combine_chunks() would copy the whole page for nothing
-        users = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).flatten()
+        users = (column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()).flatten(pa.system_memory_pool())
         try:
             users.validate(full=True)  # Arrow's reader lets invalid UTF-8 through; orjson does not
         except pa.ArrowInvalid:

@@ -1,5 +1,6 @@
 """DuckDB specifics of a load: the file's credentials and storage format, waiting for a file that
-another process holds, and the memory bound of an initial export."""
+another process holds, and the memory bound of an initial export (applied by :func:`load_profiles
+<.pipeline.load_profiles>`, or by the source itself in a plain dlt pipeline)."""
 
 from __future__ import annotations
 
@@ -166,6 +167,59 @@ def bounded_initial_load(pipeline: Any) -> Iterator[bool]:
             if duckdb_lock_conflict(error) is None:
                 raise
             logger.debug("not resetting the load's DuckDB settings: the file is held elsewhere")
+
+
+# The key under which dlt reads DuckDB's settings for every connection it opens.
+GLOBAL_CONFIG_KEY = "destination.duckdb.credentials.global_config"
+_set_by_source: dict[str, Any] | None = None
+
+
+def bound_initial_load_of_running_pipeline(initial: bool) -> bool:
+    """Bounds DuckDB's memory for the load of an initial export run by a plain dlt pipeline
+    (``pipeline.run(algolia_profiles())``); returns whether it did.
+
+    The source runs during the extract, before the load opens DuckDB, so it can set the bound the way
+    dlt reads DuckDB settings: ``destination.duckdb.credentials.global_config``, written with
+    ``dlt.secrets`` for this process. The bound is the one :func:`bounded_initial_load` applies
+    (without its retry after running out of memory). Nothing is set when the destination is not
+    DuckDB, when the pipeline holds its own credentials (``make_pipeline``'s, which
+    :func:`bounded_initial_load` bounds), or when the user configured ``global_config`` anywhere
+    dlt looks (theirs wins). Any later run of the source removes what an earlier one set, before
+    its own load: merges keep DuckDB's defaults.
+    """
+    global _set_by_source
+    import dlt
+
+    if _set_by_source is not None:
+        if dlt.secrets.get(GLOBAL_CONFIG_KEY) == _set_by_source:
+            dlt.secrets[GLOBAL_CONFIG_KEY] = None
+        _set_by_source = None
+    if not initial:
+        return False
+    try:
+        pipeline = dlt.current.pipeline()
+    except Exception:  # noqa: BLE001 - the source is iterated outside a pipeline
+        return False
+    destination = pipeline.destination
+    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+        return False
+    if "credentials" in (getattr(destination, "config_params", None) or {}):
+        return False
+    for key in (f"{pipeline.pipeline_name}.{GLOBAL_CONFIG_KEY}", GLOBAL_CONFIG_KEY):
+        for accessor in (dlt.secrets, dlt.config):
+            try:
+                if accessor.get(key) is not None:
+                    return False
+            except Exception:  # noqa: BLE001 - a value dlt cannot read is still the user's
+                return False
+    threads = os.cpu_count() or 1
+    _set_by_source = {
+        "memory_limit": f"{max(INITIAL_LOAD_MIN_MB, INITIAL_LOAD_MB_PER_THREAD * threads)}MB",
+        "preserve_insertion_order": False,
+    }
+    dlt.secrets[GLOBAL_CONFIG_KEY] = dict(_set_by_source)
+    logger.info("bounding DuckDB's memory for the load of this initial export: %s", _set_by_source)
+    return True
 
 
 def duckdb_path(pipeline: Any) -> str | None:
