@@ -14,7 +14,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.parametrize("script, args, expect", [
     ("local_cost.py", ["--profiles", "3000", "--naive-profiles", "300", "--repeat", "2"], "fast vs Arrow parse only"),
     ("segments_cost.py", ["--users", "3000"], "of which the per-user pass"),
-    ("concurrent_memory.py", ["--users", "2000", "--port", "0"], "peak RSS of the load"),
+    ("memory.py", ["--users", "2000", "--entry-points", "plain"], "peak memory (VmHWM)"),
+    ("latency_sweep.py", ["--users", "3000", "--page-size", "100", "--latencies", "0.02", "0.1", "--limit", "40",
+                          "--window", "1"], "targets (>= 90% share"),
     ("incremental_cost.py", ["--users", "3000"], "incremental / full requests"),
     ("quota.py", ["--users", "600", "--page-size", "50", "--latency", "0.05", "--limit", "20",
                   "--window", "1", "--concurrency", "4"], "concurrency  4"),
