@@ -8,6 +8,7 @@ counts back from the instant the tool's build counts from, not from the dbt run'
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -36,6 +37,8 @@ from algolia_profiles_source.segments.definitions import load_definitions, parse
 from algolia_profiles_source.times import format_rfc3339
 from tests.availability import unavailable
 from tests.conftest import API_KEY, APP_ID, run
+from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
+from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
 from tests.test_segments import ALL_FEATURES, NOW, add_injection_profile, create_opt_outs
 
 DBT = Path(sys.executable).with_name("dbt")
@@ -44,9 +47,9 @@ CATALOG_MODELS = (("affinity_catalog", "name, value"), ("affinity_index_coverage
                   ("user_top_affinities", "user_id, name, affinity_rank"))
 
 
-def dbt(project: Path, *args: str) -> subprocess.CompletedProcess:
+def dbt(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false", DBT_PROFILES_DIR=str(project),
-               DBT_VERSION_CHECK="false")
+               DBT_VERSION_CHECK="false", **(env or {}))
     result = subprocess.run([str(DBT), *args, "--profiles-dir", str(project)], cwd=project, env=env,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
@@ -248,3 +251,37 @@ def test_cli_writes_the_project_and_refuses_a_foreign_one(project, tmp_path, cap
         error = capsys.readouterr().err
         assert done.value.code == 2 and error.startswith("error: ") and message in error, error
     assert (foreign / "dbt_project.yml").read_text() == "name: theirs\n"
+
+
+def test_postgres_builds_the_members_of_the_tools_own_build(emulator_factory, pg_pipeline_factory, postgres_url):  # noqa: F811
+    """dbt-postgres on a real server: one ``dbt build`` (its data tests included), the password
+    read through ``env_var()``."""
+    import psycopg2
+
+    if not DBT.exists():
+        unavailable("dbt", f"{DBT} is not installed (pip install -e '.[test]')")
+    emu = emulator_factory(n_users=150, seed=21, now=NOW)
+    add_injection_profile(emu)
+    pipeline = pg_pipeline_factory()
+    run(pipeline, emu, page_size=500)
+    definitions = tomllib.loads(ALL_FEATURES.read_text())
+    users = [p["userID"] for p in emu.store.users()]
+    definitions["suppression"]["user_ids"] = users[5::41]
+    create_opt_outs(pipeline, users[::37])
+    build_segments(pipeline, definitions)
+    written = write_dbt_project(pipeline, definitions, Path(pipeline.pipelines_dir).parent / "project")
+    output = yaml.safe_load((written.path / "profiles.yml").read_text())["algolia_profiles"]["outputs"]["postgres"]
+    assert output["password"] == "{{ env_var('DESTINATION__POSTGRES__CREDENTIALS__PASSWORD') }}"
+    try:
+        dbt(written.path, "build", env={"DESTINATION__POSTGRES__CREDENTIALS__PASSWORD": ""})
+        with contextlib.closing(psycopg2.connect(postgres_url)) as connection, connection.cursor() as cursor:
+            found = {}
+            for schema in (pipeline.dataset_name, written.schema):
+                cursor.execute(f'SELECT segment, user_id, score, matched_affinities FROM "{schema}".segment_members')
+                found[schema] = Counter(cursor.fetchall())
+        assert found[written.schema] == found[pipeline.dataset_name] and len(found[written.schema]) > 100
+    finally:
+        with contextlib.closing(psycopg2.connect(postgres_url)) as connection:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP SCHEMA IF EXISTS "{written.schema}" CASCADE')
