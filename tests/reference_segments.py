@@ -23,7 +23,8 @@ Readings of the spec that are not spelled out there (see the module tests for wo
 * Empty groups (rejected by the validator): ``all`` -> true, ``any`` -> false, ``none`` -> true.
 * ``history`` rules read ``history``: a list of ``(at, profiles)``, what Algolia served from ``at`` on
   (sorted by ``at``). The affinities at an instant are those of the last entry at or before it (none
-  before the first). A (name, value) is considered when the user held it then or now; an absent score
+  before the first); a rule whose *then* is before the first entry matches nobody (unknown, not
+  absent). A (name, value) is considered when the user held it then or now; an absent score
   counts 0 for ``rose_by``/``fell_by`` and fails a score range.
 * ``top.per_value``: the ranking score of a user on a (name, value) is the max score of its positive
   matched rows with that (name, value); rows without a score rank after scored ones (then user_id).
@@ -181,7 +182,10 @@ class _Builder:
     def changed(self, user_id: str, spec: Dict[str, Any]) -> bool:
         name, value = split_affinity(spec["affinity"])
         values = [value] if value is not None else list(spec.get("values") or [])
-        then = self.scores_at(user_id, self.as_of - timedelta(days=float(spec["days"])))
+        since = self.as_of - timedelta(days=float(spec["days"]))
+        if not self.history or since < self.history[0][0]:
+            return False  # before the history begins nothing is known
+        then = self.scores_at(user_id, since)
         now = self.scores_at(user_id, self.as_of)
         for key in set(then) | set(now):
             if key[0] != name or (values and key[1] not in values):

@@ -23,6 +23,7 @@ from ..tables import (
     OVERLAPS,
     SIZES,
     STG_USERS,
+    VALID_FROM,
     WORK_FLAGS,
 )
 from ..warehouse import dialects
@@ -225,7 +226,8 @@ def history_predicate(rule: HistoryRule, ctx: _Context) -> exp.Expression:
 
     Per (user, name, value), the versions valid at either instant are grouped into the score then
     and now (NULL when absent) and whether there was a version; one IN over a plain subquery, which
-    every warehouse runs (BigQuery refuses many correlated ones)."""
+    every warehouse runs (BigQuery refuses many correlated ones). A *then* before the history's
+    first version matches nobody: what Algolia served then is unknown."""
     then, now = ctx.since(rule.days), dialects.timestamp(ctx.as_of)
     at_then, at_now = valid_at(then, "h"), valid_at(now, "h")
     h = lambda name: exp.column(name, "h")  # noqa: E731
@@ -268,6 +270,9 @@ def history_predicate(rule: HistoryRule, ctx: _Context) -> exp.Expression:
         elif isinstance(state, ScoreRange):
             conditions.append(c(present).eq(one.copy()))
             conditions += _in_range(c(score), state)
+    # before the history's first load nothing is known (not "absent"): then must be inside it
+    first = exp.select(exp.func("MIN", exp.column(VALID_FROM, "k"))).from_(table_ref(ctx.target, HISTORY, "k"))
+    conditions.append(exp.LTE(this=exp.Subquery(this=first), expression=then.copy()))
     changed = exp.select(c("user_id")).from_(pairs.subquery("c")).where(exp.and_(*conditions))
     return exp.column("user_id", "u").isin(query=changed)
 
