@@ -184,7 +184,7 @@ def test_the_generated_files(project):
     assert loaded["users"]["config"]["loaded_at_field"] == "last_updated_at"
     campers = (path / "models" / "algolia_profiles" / "audiences" / "audience__recent_campers_not_kids.sql").read_text()
     assert "{{ ref('audience__campers') }}" in campers and "{{ ref('segment_user_flags') }}" in campers
-    assert AS_OF_JINJA in campers and "INTERVAL '2592000' SECOND" in campers  # 30 days back from as_of
+    assert AS_OF_JINJA in campers and "INTERVAL 2592000 SECOND" in campers  # 30 days back from as_of
     text = "".join(p.read_text() for p in path.rglob("*") if p.is_file() and "target" not in p.parts
                    and "logs" not in p.parts)
     assert "__algolia" not in text and API_KEY not in text

@@ -108,6 +108,7 @@ class DbtProject:
 
 
 def default_schema(dataset: str) -> str:
+    """The schema a project builds into unless told otherwise: beside the dataset, never it."""
     return f"{dataset}_dbt"
 
 
@@ -134,18 +135,19 @@ def write_dbt_project(
         )
     file = load_audiences(pipeline, audiences, strict)
     destination = pipeline_destination(pipeline)
-    history = getattr(tables_module, "HISTORY", None)
-    files = project_files(file, destination, schema or default_schema(destination.dataset),
-                          has_config=CONFIG in tables, has_history=history is not None and history in tables,
-                          as_of=as_of)
-    return write_files(Path(out), files, schema or default_schema(destination.dataset), file)
+    schema = schema or default_schema(destination.dataset)
+    history = getattr(tables_module, "HISTORY", None)  # affinity history, where this version loads it
+    files = project_files(file, destination, schema, has_config=CONFIG in tables,
+                          has_history=history is not None and history in tables, as_of=as_of)
+    return write_files(Path(out), files, schema, file)
 
 
 def pipeline_destination(pipeline: Any) -> Destination:
     """The pipeline's destination as a dbt profile needs it (resolves its configuration, does not connect)."""
     kind = pipeline.destination.destination_type.rsplit(".", 1)[-1]
     dialect_for_destination(kind)  # refuses what segments do not support
-    credentials = pipeline.destination_client().config.credentials
+    config = pipeline.destination_client().config
+    credentials = config.credentials
     settings: dict[str, Any] = {}
     if kind == "duckdb":
         settings["path"] = str(Path(credentials.database).resolve())
@@ -158,8 +160,7 @@ def pipeline_destination(pipeline: Any) -> Destination:
         settings.update(account=credentials.host, user=credentials.username, database=credentials.database,
                         warehouse=credentials.warehouse, role=credentials.role)
     elif kind == "bigquery":
-        settings.update(project=credentials.project_id, location=getattr(pipeline.destination_client().config,
-                                                                         "location", None))
+        settings.update(project=credentials.project_id, location=getattr(config, "location", None))
     return Destination(kind, pipeline.dataset_name, {k: v for k, v in settings.items() if v is not None})
 
 
@@ -221,10 +222,10 @@ def _instants(tree: exp.Expression) -> exp.Expression:
             if not before:
                 return as_of
             # seconds, not days: a day in the session's time zone can be 23 or 25 hours
-            seconds = before.total_seconds()
-            amount = str(int(seconds)) if seconds == int(seconds) else repr(seconds)
+            whole = before % timedelta(seconds=1) == timedelta(0)
+            amount = int(before.total_seconds()) if whole else before // timedelta(microseconds=1)
             return exp.paren(exp.Sub(this=as_of, expression=exp.Interval(
-                this=exp.Literal.string(amount), unit=exp.var("SECOND"))))
+                this=exp.Literal.number(amount), unit=exp.var("SECOND" if whole else "MICROSECOND"))))
         return node
 
     return tree.transform(swap)
