@@ -59,9 +59,9 @@ ERASED = "erased_users"
 ERASED_COLUMNS = "user_id_sha256 TEXT, erased_at TIMESTAMPTZ"
 # every table this package writes that holds rows of one user (column ``user_id``): an erasure
 # deletes them all (aggregates such as segment_sizes and segment_builds hold counts only)
-PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, MEMBERS, MEMBERS_NEXT, EVENTS, WORK_FLAGS)
+PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, MEMBERS, MEMBERS_NEXT, EVENTS, WORK_FLAGS, HISTORY)
 # dlt's staging dataset (``<dataset>_staging``) keeps the rows of the last merge of these
-STAGED_TABLES = (USERS, AFFINITIES)
+STAGED_TABLES = (USERS, AFFINITIES, HISTORY)
 # every export of an audience: the build it sent, so a delta export knows where to start
 EXPORTS = "segment_exports"
 

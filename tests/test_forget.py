@@ -88,15 +88,16 @@ def members(pipeline: Any) -> set[str]:
 
 def check_forget_lifecycle(pipeline: Any, emu: Any) -> None:
     """The whole story on one pipeline (shared with the Postgres test)."""
-    run(pipeline, emu, page_size=15)
+    run(pipeline, emu, page_size=15, history=True)  # affinity history is personal data too
     build_segments(pipeline, EXAMPLE_AUDIENCES)
     forgotten = sorted(members(pipeline))[:2]
     others = sorted(p["userID"] for p in emu.store.users() if p["userID"] not in forgotten)
     touch(emu, forgotten, bad_affinity=True)
-    run(pipeline, emu, page_size=15)  # incremental: a merge through dlt's staging dataset, rejected rows
+    run(pipeline, emu, page_size=15, history=True)  # incremental: a merge through dlt's staging dataset, rejected rows
     before = rows_of(pipeline, forgotten, views=False)
     dataset = pipeline.dataset_name
-    for table in ("users", "user_affinities", "rejected_records", "segment_members", "segment_membership_events"):
+    for table in ("users", "user_affinities", "user_affinities_history", "rejected_records", "segment_members",
+                  "segment_membership_events"):
         assert before[f"{dataset}.{table}"] > 0, table
     other_users = sum(rows_of(pipeline, others).values())
 
@@ -125,9 +126,9 @@ def check_forget_lifecycle(pipeline: Any, emu: Any) -> None:
     # the profiles change in Algolia: an incremental load (plain dlt use of the source) and a
     # reconcile leave them out, so no later build can select them
     touch(emu, forgotten, bad_affinity=True)
-    pipeline.run(algolia_profiles(**source_args(emu, page_size=15)))
+    pipeline.run(algolia_profiles(**source_args(emu, page_size=15, history=True)))
     assert last_run(pipeline)["erased_left_out"] == 2
-    result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=15))
+    result = load_profiles(pipeline, reconcile=True, **source_args(emu, page_size=15, history=True))
     assert result.run["deleted"] == 0 and result.run["erased_left_out"] == 2
     assert set(rows_of(pipeline, forgotten).values()) == {0}
     for path in loaded_files(pipeline):  # the files of the loads after the erasure do not hold them
