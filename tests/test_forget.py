@@ -77,7 +77,7 @@ def touch(emu: Any, user_ids: list[str], bad_affinity: bool = False) -> None:
 
 def loaded_files(pipeline: Any) -> list[Path]:
     root = Path(pipeline.working_dir) / "load" / "loaded"
-    return [p for p in root.glob("*/completed_jobs/*") if p.name.split(".")[0] in ("users", "user_affinities")]
+    return [p for p in root.glob("*/completed_jobs/*") if p.name.split(".")[0] in ("users", "user_affinities", "user_affinities_history")]
 
 
 def members(pipeline: Any) -> set[str]:

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError, TableNotFoundError
-from ..tables import AFFINITIES, ERASED, ERASED_COLUMNS, MEMBERS, PERSONAL_TABLES, REJECTED, STAGED_TABLES, USERS
+from ..tables import AFFINITIES, ERASED, ERASED_COLUMNS, HISTORY, MEMBERS, PERSONAL_TABLES, REJECTED, STAGED_TABLES, USERS
 from ..warehouse import dialects
 from ..warehouse.read import Dataset, open_dataset
 from ..warehouse.target import Statement, Target, dialect_for_destination
@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 # user IDs per IN list: one statement stays small on every warehouse
 CHUNK = 500
 # the tables whose rows land in the pipeline's working folder as load files
-_LOADED_PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED)
+_LOADED_PERSONAL_TABLES = (USERS, AFFINITIES, REJECTED, HISTORY)
 
 
 def user_id_hash(user_id: str) -> str:
