@@ -40,8 +40,9 @@ def closed_before(pipeline: Any, at: datetime) -> int:
         return client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _dlt_valid_to <= %s", at)[0][0]
 
 
-def story(pipeline: Any, retention_days: float | None = None) -> list[tuple[datetime, set[Any]]]:
-    """Four loads, 10-20 simulated days apart; returns each load's boundary and what it served."""
+def story(pipeline: Any, retention_days: float | None = None, idle_load: bool = False) -> list[tuple[datetime, set[Any]]]:
+    """Four loads, 10-20 simulated days apart (and a fifth with nothing changed, with ``idle_load``);
+    returns each load's boundary and what it served."""
     loads = []
     with Emulator(n_users=30, seed=4, app_id=APP_ID, api_key=API_KEY, now=START) as emu:
         args = dict(history=True, history_retention_days=retention_days, page_size=100)
@@ -68,6 +69,8 @@ def story(pipeline: Any, retention_days: float | None = None) -> list[tuple[date
         second["affinities"] = second["affinities"][1:]
         emu.store.upsert(dict(second, lastUpdatedAt=format_rfc3339(START + timedelta(days=40))))
         load()
+        if idle_load:
+            load()
     return loads
 
 
@@ -78,12 +81,13 @@ def check_exact(pipeline: Any, loads: list[tuple[datetime, set[Any]]], first: in
 
 def test_history_on_duckdb_with_retention(pipeline_factory):
     pipeline = pipeline_factory()
-    loads = story(pipeline, retention_days=5)
-    # the fourth load pruned what ended at the second (day 10, before day 20 - 5 days); what ended at
-    # the third (the deleted user, the new interest's marker) stays
-    assert closed_before(pipeline, loads[1][0]) == 0
-    assert closed_before(pipeline, loads[2][0]) > 0
-    check_exact(pipeline, loads, first=2)
+    loads = story(pipeline, retention_days=5, idle_load=True)
+    assert loads[-1][0] > loads[-2][0] and loads[-1][1] == loads[-2][1]  # nothing changed: nothing closed
+    # the last load pruned what ended before day 40 - 5 days (at days 10 and 20); what ended at day 40
+    # (the second user's interest) stays
+    assert closed_before(pipeline, loads[2][0]) == 0
+    assert closed_before(pipeline, loads[3][0]) > 0
+    check_exact(pipeline, loads, first=3)
     assert history_as_of(pipeline, loads[0][0]) != loads[0][1]  # older states are gone
 
 
