@@ -2,7 +2,7 @@
 
 One module-scoped load and two dbt invocations (parsing is dbt's slow part): ``dbt build`` on the
 first load, then ``dbt run`` after profiles changed, whose membership events must equal the tool's
-second build's. The file's ``as_of`` reaches the SQL as the project's dbt var, so "within N days"
+second build's. The loads keep affinity history, and two history rules join the all-features file. The file's ``as_of`` reaches the SQL as the project's dbt var, so "within N days"
 counts back from the instant the tool's build counts from, not from the dbt run's start.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tomllib
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -34,6 +34,7 @@ from algolia_profiles_source.segments.dbt import (
     write_dbt_project,
 )
 from algolia_profiles_source.segments.definitions import load_definitions, parse_definitions
+from algolia_profiles_source.tables import TRENDS_DAILY
 from algolia_profiles_source.times import format_rfc3339
 from tests.availability import unavailable
 from tests.conftest import API_KEY, APP_ID, run
@@ -43,6 +44,7 @@ from tests.test_segments import ALL_FEATURES, NOW, add_injection_profile, create
 
 DBT = Path(sys.executable).with_name("dbt")
 SCHEMA = "algolia_dbt"
+HISTORY_AUDIENCES = ("camping_rose", "category_gone")
 CATALOG_MODELS = (("affinity_catalog", "name, value"), ("affinity_index_coverage", "name, value, index_name"),
                   ("user_top_affinities", "user_id, name, affinity_rank"))
 
@@ -78,11 +80,20 @@ def project(tmp_path_factory):
         add_injection_profile(emu)
         database = str(root / "dbt_profiles.duckdb")
         pipeline = make_pipeline(pipeline_name="dbt_profiles", workdir=str(root))
-        run(pipeline, emu, page_size=500)
+        run(pipeline, emu, page_size=500, history=True)
         definitions = tomllib.loads(ALL_FEATURES.read_text())
         users = [p["userID"] for p in emu.store.users()]
         definitions["suppression"]["user_ids"] = users[5::41]
         create_opt_outs(pipeline, users[::37])
+        # history rules whose *then* falls between the two loads (history is on Algolia's clock)
+        stamp = NOW - timedelta(hours=2)
+        first_load = max(datetime.fromisoformat(p["lastUpdatedAt"].replace("Z", "+00:00")) for p in emu.store.users())
+        days = (NOW - (first_load + (stamp - first_load) / 2)) / timedelta(days=1)
+        definitions["audiences"] |= {
+            "camping_rose": {"rule": {"history": {"affinity": "category:Camping", "days": days, "rose_by": 5}}},
+            "category_gone": {"rule": {"history": {"affinity": "category", "days": days, "then": {"gte": 1},
+                                                   "now": "absent"}}},
+        }
 
         build_segments(pipeline, definitions)
         written = write_dbt_project(pipeline, definitions, root / "project")
@@ -95,7 +106,7 @@ def project(tmp_path_factory):
                               for model, key in CATALOG_MODELS}}
 
         # campers lose their categories, others gain camping
-        stamp = format_rfc3339(NOW - timedelta(hours=2))
+        stamp = format_rfc3339(stamp)
         leaving = sorted(u for u, *_ in first["tool"]["campers"])[:4]
         for user_id in leaving:
             profile = copy.deepcopy(emu.store.get(user_id))
@@ -106,7 +117,7 @@ def project(tmp_path_factory):
             profile["affinities"].append({"name": "category", "value": "Camping", "indices": ["products_en_US"],
                                           "score": 19, "lastUpdatedAt": stamp})
             emu.store.upsert(dict(profile, lastUpdatedAt=stamp))
-        run(pipeline, emu, page_size=500)
+        run(pipeline, emu, page_size=500, history=True)
         second = build_segments(pipeline, definitions)
         # the audiences and their history, not the catalog models: dbt's time is per node; the
         # same vars, so dbt reuses its parse of the first run
@@ -124,8 +135,10 @@ def test_every_audience_has_the_members_of_the_tools_own_build(project):
     assert set(first["models"]) == set(audiences)
     for name in audiences:
         assert first["models"][name] == first["tool"].get(name, set()), name
-    # the all-features file makes every audience non-empty on this data: the comparison bites
-    assert all(first["tool"].get(name) for name in audiences), {k: len(v) for k, v in first["tool"].items()}
+    # the all-features file makes every audience non-empty on this data: the comparison bites (the
+    # history rules match nobody before the second load)
+    assert all(first["tool"].get(name) for name in audiences if name not in HISTORY_AUDIENCES), {
+        k: len(v) for k, v in first["tool"].items()}
 
 
 def test_the_catalog_models_equal_the_tools(project):
@@ -146,6 +159,8 @@ def test_incremental_history_records_who_entered_and_exited_as_the_tool_does(pro
     assert theirs == tool
     # the changes bite: leavers exited, someone entered
     assert {("campers", u, "exited") for u in project["leaving"]} <= set(theirs)
+    assert {("category_gone", u, "entered") for u in project["leaving"]} <= set(theirs)
+    assert any(segment == "camping_rose" for segment, _, _ in theirs)
     assert any(event == "entered" for _, _, event in theirs)
     entered_first = rows(database, f"SELECT count(*) FROM {SCHEMA}.segment_membership_events"
                                    f" WHERE build_id = '{first_run}' AND event = 'entered'")[0][0]
@@ -182,6 +197,9 @@ def test_the_generated_files(project):
     loaded = {t["name"]: t for t in algolia["tables"]}
     assert {"users", "user_affinities", "personalization_config", "crm_opted_out"} <= set(loaded)
     assert loaded["users"]["config"]["loaded_at_field"] == "last_updated_at"
+    # affinity history is loaded: its source and the trend models are in the project
+    assert "user_affinities_history" in loaded
+    assert (path / "models" / "algolia_profiles" / "marts" / f"{TRENDS_DAILY}.sql").exists()
     campers = (path / "models" / "algolia_profiles" / "audiences" / "audience__recent_campers_not_kids.sql").read_text()
     assert "{{ ref('audience__campers') }}" in campers and "{{ ref('segment_user_flags') }}" in campers
     assert AS_OF_JINJA in campers and "INTERVAL 2592000 SECOND" in campers  # 30 days back from as_of

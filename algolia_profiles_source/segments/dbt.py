@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 from sqlglot import exp
 
-from .. import tables as tables_module
 from ..exceptions import ConfigurationError
 from ..tables import (
     AFFINITIES,
@@ -34,6 +33,7 @@ from ..tables import (
     CATALOG,
     CONFIG,
     EVENTS,
+    HISTORY,
     INDEX_COVERAGE,
     MEMBERS,
     MEMBERS_NEXT,
@@ -136,9 +136,8 @@ def write_dbt_project(
     file = load_audiences(pipeline, audiences, strict)
     destination = pipeline_destination(pipeline)
     schema = schema or default_schema(destination.dataset)
-    history = getattr(tables_module, "HISTORY", None)  # affinity history, where this version loads it
-    files = project_files(file, destination, schema, has_config=CONFIG in tables,
-                          has_history=history is not None and history in tables, as_of=as_of)
+    files = project_files(file, destination, schema, has_config=CONFIG in tables, has_history=HISTORY in tables,
+                          as_of=as_of)
     return write_files(Path(out), files, schema, file)
 
 
@@ -274,10 +273,7 @@ def project_files(
     tables = _Tables(destination.dataset)
     target = tables.target(dialect)
     models: dict[str, tuple[str, exp.Expression]] = {}  # name -> (materialization, select)
-    # the trend models over the affinity history only where it is loaded
-    statements = model_statements(target, has_config, has_history=True) if has_history else model_statements(
-        target, has_config)
-    for statement in statements:
+    for statement in model_statements(target, has_config, has_history):
         tree = statement.tree
         if isinstance(tree, exp.Create) and tree.kind in ("VIEW", "TABLE") and isinstance(tree.this, exp.Table):
             name = _placeholder_name(tree.this)
