@@ -9,7 +9,8 @@ from .load.pipeline import make_pipeline
 from .segments.report import write_report as report
 from .segments import build_segments as segments_build
 from .segments import plan_segments as segments_plan
+from .segments.dbt import write_dbt_project as segments_dbt
 from .segments.export import export_audience as export
 from .load.status import doctor, status
 
-__all__ = ["demo", "doctor", "emulator", "export", "forget", "load", "make_pipeline", "report", "segments_build", "segments_plan", "status"]
+__all__ = ["demo", "doctor", "emulator", "export", "forget", "load", "make_pipeline", "report", "segments_build", "segments_dbt", "segments_plan", "status"]

@@ -12,18 +12,15 @@ from ..exceptions import ConfigurationError, TableNotFoundError
 from ..segments.definitions import DefinitionError
 from ..tables import BUILDS, MEMBERS, OVERLAPS, SIZES
 from ..warehouse.read import Dataset, open_dataset
-from .common import errors_as_exit_codes, open_pipeline, pipeline_options, print_table, project_setting
+from .common import (
+    audience_file_option, echo_warnings, errors_as_exit_codes, open_pipeline, pipeline_options, print_table,
+    resolve_audience_file,
+)
+
 
 @click.group()
 def segments() -> None:
     """Build and inspect audiences (docs/audiences.md) inside the destination."""
-
-
-def audience_file_option(command):
-    return click.option(
-        "--file", "audience_file", default=None, type=click.Path(dir_okay=False),
-        help="Audience definitions (TOML or YAML) [default: audiences under [algolia_profiles] in"
-             " .dlt/config.toml, or ALGOLIA_PROFILES__AUDIENCES].")(command)
 
 
 def build_options(command):
@@ -37,22 +34,6 @@ def build_options(command):
     )):
         command = option(command)
     return command
-
-
-def _audience_file(audience_file: str | None) -> str:
-    audiences = audience_file or project_setting("audiences")
-    if not audiences:
-        raise ConfigurationError(
-            "no audience file: pass --file audiences.toml, or set audiences = \"audiences.toml\" under"
-            " [algolia_profiles] in .dlt/config.toml (start from the examples:"
-            " algolia_profiles_source/segments/examples/audiences.toml, docs/audiences.md)"
-        )
-    return audiences
-
-
-def _warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
 
 
 @segments.command("build")
@@ -72,7 +53,7 @@ def segments_build(pipeline_name: str, destination: str, dataset_name: str, work
         _plan(pipeline_name, destination, dataset_name, workdir, audience_file, as_of, strict, size_change)
         return
     with errors_as_exit_codes():
-        audiences = _audience_file(audience_file)
+        audiences = resolve_audience_file(audience_file)
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         result = build_segments(
             pipeline, audiences, as_of=parse_datetime(as_of, "as_of"), models=not skip_models, retire=retire,
@@ -80,7 +61,7 @@ def segments_build(pipeline_name: str, destination: str, dataset_name: str, work
         )
         print_table(f"Build {result.build_id}", result.sizes,
                      ("segment", "members", "entered", "exited", "share_of_users"))
-        _warn(result.warnings)
+        echo_warnings(result.warnings)
 
 
 @segments.command("plan")
@@ -98,7 +79,7 @@ def _plan(pipeline_name: str, destination: str, dataset_name: str, workdir: str 
     from ..segments.build import plan_segments
 
     with errors_as_exit_codes():
-        audiences = _audience_file(audience_file)
+        audiences = resolve_audience_file(audience_file)
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         plan = plan_segments(pipeline, audiences, as_of=parse_datetime(as_of, "as_of"), strict=strict,
                              size_change=size_change / 100)
@@ -106,7 +87,7 @@ def _plan(pipeline_name: str, destination: str, dataset_name: str, workdir: str 
         if plan.retiring:
             click.echo(f"Retiring (the file no longer defines them; `segments build --retire` confirms):"
                        f" {', '.join(f'{name} ({size:,} members exit)' for name, size in plan.retiring.items())}")
-        _warn(plan.warnings)
+        echo_warnings(plan.warnings)
 
 
 def _first_line(error: Exception) -> str:
@@ -126,7 +107,7 @@ def segments_validate(audience_file: str | None, pipeline_name: str, destination
     from ..segments.definitions import load_definitions
 
     with errors_as_exit_codes():
-        path = _audience_file(audience_file)
+        path = resolve_audience_file(audience_file)
         file = load_definitions(path)  # the structure first: it needs no warehouse
         checked = "structure only"
         if not offline:
@@ -138,7 +119,7 @@ def segments_validate(audience_file: str | None, pipeline_name: str, destination
                 raise
             except Exception as error:  # no pipeline, no load yet, warehouse unreachable: the file alone
                 checked = f"structure only: names and values not checked ({_first_line(error)})"
-        _warn(list(file.warnings))
+        echo_warnings(list(file.warnings))
         click.echo(f"{path}: {len(file.audiences)} audience(s) valid ({checked})")
 
 

@@ -152,3 +152,28 @@ def _unwritable_location(error: BaseException) -> str | None:
     duck = next((cause for cause in causes(error) if type(cause).__name__ == "IOException" and (
         "Cannot open file" in str(cause) or "Permission denied" in str(cause))), None)
     return str(duck).removeprefix("IO Error: ") if duck is not None else None
+
+
+def audience_file_option(command):
+    """``--file``: the audience definitions, defaulting to the project's configured file."""
+    return click.option(
+        "--file", "audience_file", default=None, type=click.Path(dir_okay=False),
+        help="Audience definitions (TOML or YAML) [default: audiences under [algolia_profiles] in"
+             " .dlt/config.toml, or ALGOLIA_PROFILES__AUDIENCES].")(command)
+
+
+def resolve_audience_file(audience_file: str | None) -> str:
+    """The audience file a command was given, or the project's; refuses when there is neither."""
+    audiences = audience_file or project_setting("audiences")
+    if not audiences:
+        raise ConfigurationError(
+            "no audience file: pass --file audiences.toml, or set audiences = \"audiences.toml\" under"
+            " [algolia_profiles] in .dlt/config.toml (start from the examples:"
+            " algolia_profiles_source/segments/examples/audiences.toml, docs/audiences.md)"
+        )
+    return audiences
+
+
+def echo_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .audiences import _audience_file, _warn, audience_file_option
-from .common import errors_as_exit_codes, open_pipeline, pipeline_options
+from .common import (
+    audience_file_option, echo_warnings, errors_as_exit_codes, open_pipeline, pipeline_options, resolve_audience_file,
+)
 
 
 @click.command("dbt")
@@ -26,11 +27,11 @@ def dbt_command(pipeline_name: str, destination: str, dataset_name: str, workdir
     from ..times import parse_datetime
 
     with errors_as_exit_codes():
-        audiences = _audience_file(audience_file)
+        audiences = resolve_audience_file(audience_file)
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir, reading=True)
         project = write_dbt_project(pipeline, audiences, out, schema=schema,
                                     as_of=parse_datetime(as_of, "as_of"), strict=strict)
-        _warn(list(project.warnings))
+        echo_warnings(list(project.warnings))
         click.echo(f"dbt project written to {project.path} ({len(project.audiences)} audience model(s),"
                    f" building into schema {project.schema!r})")
         click.echo(f"run it: cd {project.path} && dbt build --profiles-dir .")
