@@ -18,6 +18,7 @@ from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, source_args
 from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
 from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
+from tests.warehouses.fixtures import fakesnow_db, snowflake_pipeline_factory  # noqa: F401  (fixtures)
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 
@@ -41,9 +42,10 @@ def closed_before(pipeline: Any, at: datetime) -> int:
         return client.execute_sql(f"SELECT COUNT(*) FROM {table} WHERE _dlt_valid_to <= %s", at)[0][0]
 
 
-def story(pipeline: Any, retention_days: float | None = None, idle_load: bool = False) -> list[tuple[datetime, set[Any]]]:
-    """Four loads, 10-20 simulated days apart (and a fifth with nothing changed, with ``idle_load``);
-    returns each load's boundary and what it served."""
+def story(pipeline: Any, retention_days: float | None = None, idle_load: bool = False,
+          loads_wanted: int = 4) -> list[tuple[datetime, set[Any]]]:
+    """Four loads (or the first ``loads_wanted``), 10-20 simulated days apart, and a fifth with nothing
+    changed with ``idle_load``; returns each load's boundary and what it served."""
     loads = []
     with Emulator(n_users=30, seed=4, app_id=APP_ID, api_key=API_KEY, now=START) as emu:
         args = dict(history=True, history_retention_days=retention_days, page_size=100)
@@ -67,6 +69,8 @@ def story(pipeline: Any, retention_days: float | None = None, idle_load: bool = 
                                 "lastUpdatedAt": format_rfc3339(START + timedelta(days=20))}]
         emu.store.upsert(dict(third, lastUpdatedAt=format_rfc3339(START + timedelta(days=20))))
         load(reconcile=True)
+        if loads_wanted == 3:
+            return loads
         second["affinities"] = second["affinities"][1:]
         emu.store.upsert(dict(second, lastUpdatedAt=format_rfc3339(START + timedelta(days=40))))
         load()
@@ -101,3 +105,10 @@ def test_retention_must_be_positive(days):
     with pytest.raises(ConfigurationError, match=r"history_retention_days must be a positive number of days"):
         algolia_profiles(application_id=APP_ID, api_key=API_KEY, base_url="http://127.0.0.1:9",
                          history=True, history_retention_days=days)
+
+
+def test_history_on_snowflake(snowflake_pipeline_factory):  # noqa: F811
+    """Three loads: fakesnow translates every statement through sqlglot, each load costs seconds."""
+    pipeline = snowflake_pipeline_factory()
+    loads = story(pipeline, loads_wanted=3)
+    check_exact(pipeline, loads)
