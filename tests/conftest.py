@@ -46,6 +46,15 @@ UNITS = {
 # (measured with `--durations`); the others follow in file order.
 SLOW_FIRST = (
     TIMING,
+    "tests/test_project_folder.py",
+    "tests/test_errors.py",
+    "tests/test_cli_demo.py",
+    "tests/test_source_e2e.py",
+    "tests/warehouses/test_snowflake_e2e.py",
+    "tests/test_status_doctor.py",
+    "tests/test_export.py",
+    "tests/warehouses/test_bigquery.py",
+    "tests/test_report.py",
 )
 
 
