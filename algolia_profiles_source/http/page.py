@@ -18,6 +18,7 @@ the helpers below read both.
 from __future__ import annotations
 
 import gc
+import threading
 from contextlib import contextmanager
 from typing import Any
 from collections.abc import Iterator
@@ -64,6 +65,17 @@ def parse_users_body(content: bytes) -> dict[str, Any]:
     """
     if not content:
         raise MalformedBody("empty body")
+    with _PARSING:
+        return _parse_users_body(content)
+
+
+# Pages parsed at once. A parse needs a few times the body's size; the walk's threads can receive
+# many answers at the same instant (a rate-limit window opens), and parsing them all at once would
+# raise the peak memory with the calls in flight. Two keep both cores busy.
+_PARSING = threading.BoundedSemaphore(2)
+
+
+def _parse_users_body(content: bytes) -> dict[str, Any]:
     try:
         table = pa_json.read_json(
             pa.BufferReader(content),
