@@ -270,16 +270,11 @@ def test_report_shows_top_movers(year, tmp_path, monkeypatch):
 
     from algolia_profiles_source.segments import charts
     from algolia_profiles_source.segments import build_segments
-    from algolia_profiles_source.segments.models import history_model_statements
     from algolia_profiles_source.segments.report import write_report
-    from algolia_profiles_source.warehouse.read import open_dataset
 
     pipeline = year["pipeline"]
     monkeypatch.setattr(charts, "javascript", lambda: "")  # the page's script is another test's subject
-    build_segments(pipeline, HISTORY_AUDIENCES, retire=True)
-    with open_dataset(pipeline) as dataset:
-        for statement in history_model_statements(dataset.target):
-            dataset.client.execute_sql(dataset.target.render(statement.tree))
+    build_segments(pipeline, HISTORY_AUDIENCES, retire=True)  # builds the trend models: history is loaded
     page = write_report(pipeline, tmp_path / "report.html").read_text()
     assert '<section id="movers"' in page and "Top movers" in page
     specs = json.loads(re.search(r'<script type="application/json" id="chart-specs">(.*?)</script>', page, re.S).group(1))

@@ -112,3 +112,13 @@ def test_size_warnings():
     lower = size_warnings(sizes, previous, 0.3)
     assert len(lower) == 4 and lower[2] == (
         "audience 'c' changed size by +40% since the last build (100 -> 140 members; warning threshold 30%)")
+
+
+def test_history_rules_need_the_history_loaded(loaded):
+    from algolia_profiles_source.exceptions import ConfigurationError
+
+    _, pipeline = loaded
+    rising = {"audiences": {"rising": {"rule": {"history": {"affinity": "category:Camping", "days": 30, "rose_by": 5}}}}}
+    for call in (build_segments, plan_segments):
+        with pytest.raises(ConfigurationError, match=r"history rules read user_affinities_history.*history = true"):
+            call(pipeline, rising, as_of=NOW)

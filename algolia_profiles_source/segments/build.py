@@ -20,9 +20,9 @@ from sqlglot import exp
 
 from ..exceptions import ConfigurationError, TableNotFoundError
 from ..load.state import restore_state
-from ..tables import AFFINITIES, CONFIG, SIZES, USERS
+from ..tables import AFFINITIES, CONFIG, HISTORY, SIZES, USERS
 from ..warehouse.read import Dataset, open_dataset
-from ..warehouse.target import Statement
+from ..warehouse.target import Statement, Target
 from .checks import DEFAULT_SIZE_CHANGE, size_warnings
 from .compiler import plan_select, segment_statements
 from .definitions import AudienceFile, load_definitions, parse_definitions
@@ -67,7 +67,7 @@ class Catalog:
 
 def loaded_catalog(pipeline: Any) -> Catalog | None:
     """The catalog of the loaded profiles, or None before the first load."""
-    tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    tables = _tables(pipeline)
     if AFFINITIES not in tables:
         return None
     values: dict[str, set[str]] = {}
@@ -91,21 +91,38 @@ def load_audiences(
     unknown affinity names are errors; values no loaded profile holds are warnings, or errors
     when ``strict``."""
     if isinstance(source, AudienceFile):
-        return source
-    catalog = loaded_catalog(pipeline)
-    known = catalog.names if catalog else None
-    values = catalog.values if catalog else None
-    if isinstance(source, dict):
-        return parse_definitions(source, known, known_values=values, strict=strict)
-    return load_definitions(source, known, known_values=values, strict=strict)
+        file = source
+    else:
+        catalog = loaded_catalog(pipeline)
+        known = catalog.names if catalog else None
+        values = catalog.values if catalog else None
+        if isinstance(source, dict):
+            file = parse_definitions(source, known, known_values=values, strict=strict)
+        else:
+            file = load_definitions(source, known, known_values=values, strict=strict)
+    if file.uses_history and HISTORY not in _tables(pipeline):
+        raise ConfigurationError(
+            f"{file.source}: its history rules read {HISTORY}, which this pipeline has not loaded: load with"
+            " history = true (SOURCES__ALGOLIA_PROFILES__HISTORY=true) first"
+        )
+    return file
+
+
+def _tables(pipeline: Any) -> dict[str, Any]:
+    return pipeline.default_schema.tables if pipeline.default_schema_name else {}
+
+
+def _models(pipeline: Any, target: Target) -> list[Statement]:
+    """The model statements for what the pipeline has loaded (the trend models need the history)."""
+    tables = _tables(pipeline)
+    return model_statements(target, CONFIG in tables, HISTORY in tables)
 
 
 def build_models(pipeline: Any) -> int:
     """(Re)builds the staging views, affinity_catalog and user_top_affinities; returns statements run."""
     _require_profiles(pipeline)
     with open_dataset(pipeline) as dataset:
-        has_config = CONFIG in pipeline.default_schema.tables
-        return _run(dataset, model_statements(dataset.target, has_config))
+        return _run(dataset, _models(pipeline, dataset.target))
 
 
 def build_segments(
@@ -137,7 +154,7 @@ def build_segments(
         target = dataset.target
         statements: list[Statement] = []
         if models:
-            statements += model_statements(target, CONFIG in pipeline.default_schema.tables)
+            statements += _models(pipeline, target)
         statements += segment_statements(file, target, built_at, build_id, as_of)
         result.statements = _run(dataset, statements)
         result.sizes = dataset.rows(SIZES, order_by="segment")
@@ -210,7 +227,7 @@ def _run(dataset: Dataset, statements: Sequence[Statement]) -> int:
 
 def _require_profiles(pipeline: Any) -> None:
     restore_state(pipeline)  # a runner without the pipeline's folder still builds
-    tables = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    tables = _tables(pipeline)
     if USERS not in tables or AFFINITIES not in tables:
         raise ConfigurationError(
             f"pipeline {pipeline.pipeline_name!r} has not loaded profiles yet (no `users` /"
