@@ -51,7 +51,11 @@ BUILDS_COLUMNS = "build_id TEXT, segment TEXT, members BIGINT, entered BIGINT, e
 
 
 @dataclass
-class _Context:
+class CompileContext:
+    """What the SQL of one build (or plan, or dbt project) is compiled for: the warehouse, the
+    instant "within N days" counts back from, and where the live users, the flags and each
+    audience's members are read from (the build's tables by default; CTEs or dbt models instead)."""
+
     target: Target
     as_of: datetime
     # each affinity rule's flag: its bit number across the mask columns
@@ -103,7 +107,7 @@ def _mask_column(chunk: int) -> str:
     return f"mask_{chunk}"
 
 
-def _mask_bits(rules: Iterable[AffinityRule], ctx: _Context) -> dict[int, int]:
+def _mask_bits(rules: Iterable[AffinityRule], ctx: CompileContext) -> dict[int, int]:
     """Per mask column, the bits of ``rules``."""
     bits: dict[int, int] = {}
     for rule in rules:
@@ -112,7 +116,7 @@ def _mask_bits(rules: Iterable[AffinityRule], ctx: _Context) -> dict[int, int]:
     return bits
 
 
-def _any_bit(rules: Iterable[AffinityRule], ctx: _Context, alias: str, nullable: bool = True) -> exp.Expression:
+def _any_bit(rules: Iterable[AffinityRule], ctx: CompileContext, alias: str, nullable: bool = True) -> exp.Expression:
     """True when the row ``alias`` has the flag of one of ``rules`` set (NULL masks count as 0)."""
     def mask(chunk: int) -> exp.Expression:
         column = exp.column(_mask_column(chunk), alias)
@@ -127,7 +131,7 @@ def _any_bit(rules: Iterable[AffinityRule], ctx: _Context, alias: str, nullable:
     ])
 
 
-def flags_select(file: AudienceFile, ctx: _Context) -> exp.Expression:
+def flags_select(file: AudienceFile, ctx: CompileContext) -> exp.Expression:
     """One pass over the affinities: per live user with a candidate row, which affinity rules of
     the file some row of the user matches (bits of ``mask_<n>``), per audience the best score and
     number of its positive matched rows, and the user's own columns the rules read (``type``,
@@ -220,7 +224,7 @@ def _in_range(column: exp.Expression, score: ScoreRange) -> list[exp.Expression]
     return parts
 
 
-def history_predicate(rule: HistoryRule, ctx: _Context) -> exp.Expression:
+def history_predicate(rule: HistoryRule, ctx: CompileContext) -> exp.Expression:
     """A condition on the user row ``u``: some (name, value) of ``rule`` changed as it says between
     ``days`` before ``as_of`` and ``as_of``, in ``user_affinities_history``.
 
@@ -277,7 +281,7 @@ def history_predicate(rule: HistoryRule, ctx: _Context) -> exp.Expression:
     return exp.column("user_id", "u").isin(query=changed)
 
 
-def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> exp.Expression:
+def affinity_condition(rule: AffinityRule, ctx: CompileContext, alias: str = "a") -> exp.Expression:
     """The condition one affinity row (``alias``) must meet for ``rule``."""
     col = lambda name: exp.column(name, alias)  # noqa: E731
     parts: list[exp.Expression] = [col("name").eq(exp.Literal.string(rule.name))]
@@ -297,14 +301,14 @@ def affinity_condition(rule: AffinityRule, ctx: _Context, alias: str = "a") -> e
     return exp.and_(*parts)
 
 
-def _member_of(ctx: _Context, audience: str, user: exp.Expression) -> exp.Expression:
+def _member_of(ctx: CompileContext, audience: str, user: exp.Expression) -> exp.Expression:
     return exp.Exists(this=dialects.parse(
         "SELECT 1 FROM :members AS m WHERE m.segment = :segment AND m.user_id = :user",
         members=ctx.members_of(audience), segment=audience, user=user,
     ))
 
 
-def rule_predicate(rule: Rule, ctx: _Context) -> exp.Expression:
+def rule_predicate(rule: Rule, ctx: CompileContext) -> exp.Expression:
     """A condition on the user row ``u`` that is true when the user matches ``rule``."""
     user = exp.column("user_id", "u")
     if isinstance(rule, AffinityRule):
@@ -346,7 +350,7 @@ def needs_affinity(rule: Rule, audiences: dict[str, Audience]) -> bool:
     return False  # none: matched by users without any row
 
 
-def _suppressed(suppression: Suppression, ctx: _Context) -> list[exp.Expression]:
+def _suppressed(suppression: Suppression, ctx: CompileContext) -> list[exp.Expression]:
     user = exp.column("user_id", "u")
     conditions: list[exp.Expression] = []
     if suppression.user_ids:
@@ -360,7 +364,7 @@ def _suppressed(suppression: Suppression, ctx: _Context) -> list[exp.Expression]
 
 
 def audience_select(
-    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime
+    audience: Audience, index: int, file: AudienceFile, ctx: CompileContext, built_at: datetime
 ) -> exp.Select:
     """The final members of one audience: ``segment, user_id, score, matched_affinities, built_at``."""
     scored, final = _audience_members(audience, index, file, ctx, built_at, "r")
@@ -368,7 +372,7 @@ def audience_select(
 
 
 def _audience_members(
-    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime, scored_cte: str
+    audience: Audience, index: int, file: AudienceFile, ctx: CompileContext, built_at: datetime, scored_cte: str
 ) -> tuple[exp.Select, exp.Select]:
     """The audience's candidates with their scores (to be the CTE ``scored_cte``), and its final
     members read from that CTE."""
@@ -437,7 +441,7 @@ def _audience_members(
 
 
 def audience_insert(
-    audience: Audience, index: int, file: AudienceFile, ctx: _Context, built_at: datetime
+    audience: Audience, index: int, file: AudienceFile, ctx: CompileContext, built_at: datetime
 ) -> exp.Expression:
     """``INSERT INTO segment_members__next`` the final members of one audience."""
     return exp.Insert(
@@ -459,7 +463,7 @@ def plan_select(
     flags table and each audience's members as CTEs, so it creates nothing; with the same
     ``as_of``, the next build writes these numbers. ``current_members=False``: there is no
     ``segment_members`` yet (the first build), so every member enters."""
-    ctx = _Context(target, as_of or file.as_of or built_at, users_cte="plan_users", flags_cte="plan_flags",
+    ctx = CompileContext(target, as_of or file.as_of or built_at, users_cte="plan_users", flags_cte="plan_flags",
                    members_ctes={a.name: f"plan_{i}" for i, a in enumerate(file.audiences)})
     flags = flags_select(file, ctx)
     members = target.table(MEMBERS)
@@ -499,7 +503,7 @@ def segment_statements(
     file: AudienceFile, target: Target, built_at: datetime, build_id: str, as_of: datetime | None = None
 ) -> list[Statement]:
     """Every statement of a segment build, in order (see :func:`.build.build_segments`)."""
-    ctx = _Context(target, as_of or file.as_of or built_at)
+    ctx = CompileContext(target, as_of or file.as_of or built_at)
     segment_names = [exp.Literal.string(a.name) for a in file.audiences]
     stamp = dialects.timestamp(built_at)
     members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)

@@ -46,7 +46,7 @@ from ..tables import (
 )
 from ..warehouse import dialects
 from ..warehouse.target import Target, dialect_for_destination
-from .compiler import _Context, audience_select, flags_select
+from .compiler import CompileContext, audience_select, flags_select
 from .definitions import PROFILE_TYPES, AudienceFile
 from .models import model_statements
 
@@ -283,7 +283,7 @@ def project_files(
 
     by_audience = audience_models(file)
     tables.models.update({FLAGS_MODEL, MEMBERS, EVENTS, BUILDS, *by_audience.values()})
-    ctx = _Context(target, _AS_OF, users_cte=_placeholder(STG_USERS).name, flags_cte=_placeholder(FLAGS_MODEL).name,
+    ctx = CompileContext(target, _AS_OF, users_cte=_placeholder(STG_USERS).name, flags_cte=_placeholder(FLAGS_MODEL).name,
                    members_ctes={name: _placeholder(model).name for name, model in by_audience.items()})
     flags = flags_select(file, ctx)
     selects = {name: audience_select(a, i, file, ctx, _BUILT_AT)
