@@ -18,6 +18,7 @@ from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, source_args
 from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
 from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
+from tests.warehouses.bigquery_server import bigquery_destination, bigquery_endpoint  # noqa: F401  (fixtures)
 from tests.warehouses.fixtures import fakesnow_db, snowflake_pipeline_factory  # noqa: F401  (fixtures)
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
@@ -110,5 +111,16 @@ def test_retention_must_be_positive(days):
 def test_history_on_snowflake(snowflake_pipeline_factory):  # noqa: F811
     """Three loads: fakesnow translates every statement through sqlglot, each load costs seconds."""
     pipeline = snowflake_pipeline_factory()
+    loads = story(pipeline, loads_wanted=3)
+    check_exact(pipeline, loads)
+
+
+def test_history_on_bigquery(bigquery_destination, tmp_path):  # noqa: F811
+    """Three loads through dlt's bigquery destination on bqemulator: the scd2 merge and this tool's
+    closing of deleted users' versions run there too."""
+    from algolia_profiles_source.load.pipeline import make_pipeline
+
+    pipeline = make_pipeline("bigquery_history", destination=bigquery_destination(), dataset_name="history_e2e",
+                             pipelines_dir=str(tmp_path / "pipelines"))
     loads = story(pipeline, loads_wanted=3)
     check_exact(pipeline, loads)
