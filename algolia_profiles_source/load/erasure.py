@@ -41,7 +41,7 @@ from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import AFFINITIES, ERASED, ERASED_COLUMNS, HISTORY, MEMBERS, PERSONAL_TABLES, REJECTED, STAGED_TABLES, USERS
 from ..warehouse import dialects
 from ..warehouse.read import Dataset, open_dataset
-from ..warehouse.target import Statement, Target, dialect_for_destination
+from ..warehouse.target import COLUMN_NAME, TABLE_NAME, Statement, Target, dialect_for_destination
 from .duckdb import waiting_for_duckdb_lock
 from .state import restore_state
 from .working_dir import exclusive
@@ -243,20 +243,18 @@ def _delete(target: Target, name: str, user_ids: list[str]) -> list[Statement]:
 
 
 def _create_suppression_list(target: Target) -> Statement:
-    from ..segments.models import create_if_missing
 
-    return create_if_missing(target, ERASED, ERASED_COLUMNS)
+    return dialects.create_if_missing(target, ERASED, ERASED_COLUMNS)
 
 
 def _erase(pipeline: Any, user_ids: list[str]) -> ErasureReceipt:
-    from ..segments.build import TRANSACTIONAL
 
     hashes = {user_id_hash(user_id): user_id for user_id in user_ids}
     receipt = ErasureReceipt(requested=len(user_ids))
     main, staged = _existing_tables(pipeline)
     with open_dataset(pipeline) as dataset:
         client, target = dataset.client, dataset.target
-        transaction = client.begin_transaction() if target.dialect in TRANSACTIONAL else nullcontext()
+        transaction = client.begin_transaction() if target.dialect in dialects.TRANSACTIONAL_DDL else nullcontext()
         with transaction:
             _execute(dataset, [_create_suppression_list(target)])
             known = _already_suppressed(dataset, list(hashes))
@@ -379,7 +377,6 @@ def _ids_from_file(file: str | Path) -> list[str]:
 
 
 def _ids_from_table(pipeline: Any, table: str, column: str) -> list[str]:
-    from ..segments.definitions import COLUMN_NAME, TABLE_NAME
 
     if not TABLE_NAME.match(table):
         raise ConfigurationError(f"table {table!r} is not a table name like privacy.erasure_requests")

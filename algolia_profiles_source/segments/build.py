@@ -21,6 +21,7 @@ from sqlglot import exp
 from ..exceptions import ConfigurationError, TableNotFoundError
 from ..load.state import restore_state
 from ..tables import AFFINITIES, CONFIG, HISTORY, SIZES, USERS
+from ..warehouse import dialects
 from ..warehouse.read import Dataset, open_dataset
 from ..warehouse.target import Statement, Target
 from .checks import DEFAULT_SIZE_CHANGE, size_warnings
@@ -30,7 +31,6 @@ from .models import model_statements
 
 logger = logging.getLogger(__name__)
 
-TRANSACTIONAL = ("duckdb", "postgres")
 
 
 @dataclass
@@ -217,7 +217,7 @@ def _run(dataset: Dataset, statements: Sequence[Statement]) -> int:
             client.execute_sql(sql)
             logger.debug("%s took %.3f s", statement.label, time.perf_counter() - started)
 
-    if target.dialect in TRANSACTIONAL:
+    if target.dialect in dialects.TRANSACTIONAL_DDL:
         with client.begin_transaction():
             execute()
     else:

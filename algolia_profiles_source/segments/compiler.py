@@ -40,7 +40,7 @@ from .definitions import (
     Rule,
     Suppression,
 )
-from .models import create_if_missing, live_users, replace_table, table_ref, valid_at
+from .models import live_users, replace_table, table_ref, valid_at
 
 # the columns of a user that rules read, copied into the flags table
 USER_COLUMNS = ("user_id", "type", "last_updated_at")
@@ -509,11 +509,11 @@ def segment_statements(
     members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
     statements = [
         # exports and `segments show` read one audience; history queries one audience's events
-        create_if_missing(target, MEMBERS, MEMBERS_COLUMNS, cluster_by=("segment",)),
-        create_if_missing(target, EVENTS, EVENTS_COLUMNS, cluster_by=("segment", "built_at")),
-        create_if_missing(target, BUILDS, BUILDS_COLUMNS),
+        dialects.create_if_missing(target, MEMBERS, MEMBERS_COLUMNS, cluster_by=("segment",)),
+        dialects.create_if_missing(target, EVENTS, EVENTS_COLUMNS, cluster_by=("segment", "built_at")),
+        dialects.create_if_missing(target, BUILDS, BUILDS_COLUMNS),
         Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)),
-        create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
+        dialects.create_if_missing(target, MEMBERS_NEXT, MEMBERS_COLUMNS),
     ]
     flags = flags_select(file, ctx)
     statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))

@@ -20,12 +20,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from ..exceptions import ConfigurationError
 from ..times import parse_datetime
+from ..warehouse.target import COLUMN_NAME, TABLE_NAME
 
 MIN_SCORE, MAX_SCORE = 1.0, 20.0
 AUDIENCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-# a warehouse table named by 1-3 plain identifiers, and a plain column name
-TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$")
-COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 PROFILE_TYPES = ("basic", "predictive", "realtime")
 RULE_FORMS = ("affinity", "profile", "all", "any", "none", "audience", "history")
 AFFINITY_OPTIONS = ("values", "score", "indices", "updated_within_days")

@@ -20,7 +20,6 @@ from ..exceptions import ConfigurationError, TableNotFoundError
 from ..tables import BUILDS, EVENTS, EXPORTS, SIZES
 from ..warehouse import dialects
 from ..warehouse.read import Dataset
-from .models import create_if_missing
 
 EXPORTS_COLUMNS = (
     "export_id TEXT, segment TEXT, sync_name TEXT, kind TEXT, build_id TEXT, built_at TIMESTAMPTZ,"
@@ -149,7 +148,7 @@ def record_export(
         exp.values([exp.Tuple(expressions=values)]),
         exp.Schema(this=target.table(EXPORTS), expressions=[exp.to_identifier(c) for c in columns]),
     )
-    for statement in (create_if_missing(target, EXPORTS, EXPORTS_COLUMNS).tree, insert):
+    for statement in (dialects.create_if_missing(target, EXPORTS, EXPORTS_COLUMNS).tree, insert):
         dataset.client.execute_sql(target.render(statement))
     return export_id
 

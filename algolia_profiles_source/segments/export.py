@@ -36,7 +36,8 @@ from ..tables import EVENTS, MEMBERS, SIZES
 from ..warehouse import dialects
 from ..warehouse.read import open_dataset
 from . import delta, identifiers
-from .definitions import COLUMN_NAME, TABLE_NAME, did_you_mean
+from ..warehouse.target import COLUMN_NAME, TABLE_NAME
+from .definitions import did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 # a plain export (no platform) is one sync of its own when deltas are recorded

@@ -50,17 +50,6 @@ def replace_table(target: Target, name: str, select: exp.Expression, label: str)
     ]
 
 
-def create_if_missing(
-    target: Target, name: str, columns: str, cluster_by: tuple[str, ...] = ()
-) -> Statement:
-    """``CREATE TABLE IF NOT EXISTS`` the dataset's table ``name`` with ``columns`` (neutral SQL),
-    clustered by ``cluster_by`` where the warehouse bills or prunes by clustering."""
-    tree = dialects.parse(f"CREATE TABLE IF NOT EXISTS placeholder_table ({columns})")
-    tree.set("this", exp.Schema(this=target.table(name), expressions=tree.this.expressions))
-    tree.set("properties", dialects.cluster_properties(cluster_by, target.dialect))
-    return Statement(f"create {name} if missing", tree)
-
-
 def live_users(target: Target) -> exp.Select:
     """The users not deleted at reconcile: the staging view ``stg_algolia__users``."""
     return dialects.parse(

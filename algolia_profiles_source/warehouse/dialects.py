@@ -12,7 +12,11 @@ import sqlglot
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError
-from .target import Target
+from .target import Statement, Target
+
+
+# warehouses whose DDL is transactional: a build or an erasure there is one transaction
+TRANSACTIONAL_DDL = ("duckdb", "postgres")
 
 
 def parse(sql: str, **placeholders: object) -> exp.Expression:
@@ -131,3 +135,14 @@ def _swap(node: exp.Expression, mapping: dict[str, exp.Expression]) -> exp.Expre
     if isinstance(node, exp.Column) and not node.table and node.name in mapping:
         return mapping[node.name].copy()
     return node
+
+
+def create_if_missing(
+    target: Target, name: str, columns: str, cluster_by: tuple[str, ...] = ()
+) -> Statement:
+    """``CREATE TABLE IF NOT EXISTS`` the dataset's table ``name`` with ``columns`` (neutral SQL),
+    clustered by ``cluster_by`` where the warehouse bills or prunes by clustering."""
+    tree = parse(f"CREATE TABLE IF NOT EXISTS placeholder_table ({columns})")
+    tree.set("this", exp.Schema(this=target.table(name), expressions=tree.this.expressions))
+    tree.set("properties", cluster_properties(cluster_by, target.dialect))
+    return Statement(f"create {name} if missing", tree)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,10 @@ from sqlglot import exp
 
 from ..exceptions import ConfigurationError
 
+
+# a warehouse table named by 1-3 plain identifiers, and a plain column name
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]*(\.[A-Za-z_][A-Za-z0-9_$-]*){0,2}$")
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 # dlt destination type -> sqlglot dialect
 DESTINATION_DIALECTS: dict[str, str] = {
