@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 
 from algolia_profiles_source.load.pipeline import make_pipeline
 from tests.conftest import API_KEY, APP_ID, assert_warehouse_equals_emulator
@@ -32,6 +33,7 @@ def _load_command(tmp_path: Path, emu) -> tuple[list, dict]:
     return command, env
 
 
+@pytest.mark.timeout(900)  # 12 CLI loads and 10 killed ones: minutes on a busy 2-core machine
 def test_killed_loads_resume_exactly(emulator_factory, tmp_path):
     emu = emulator_factory(n_users=1500, latency=0.02)
     command, env = _load_command(tmp_path, emu)
