@@ -10,9 +10,9 @@ It follows the measurements as they change: fewer calls in flight when pages get
 they slow down. Pages are only useful as fast as the walk's consumer (parsing into tables, dlt's
 writers) takes them: when that is slower than the quota, as with no limit to speak of, the
 consumer's rate replaces the quota's, so that pages do not pile up in memory. Latency counts up to
-three times the fastest large answer's: beyond that, calls are queueing at a saturated server, and
-adding calls would only lengthen the queue (and, read as latency, ask for still more calls). A
-fixed ``concurrency`` overrides it.
+twice that of the walk's first large answers (one call in flight): beyond that, calls are queueing
+at a saturated server, and adding calls would only lengthen the queue (and, read as latency, ask
+for still more calls). A fixed ``concurrency`` overrides it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ HEADROOM = 1.05
 HEADROOM_CALLS = 0.3
 # Latency counts up to this multiple of the fastest call's: a server (or link) that slows down as
 # calls are added is saturated, and more calls in flight would only wait longer.
-CONGESTION = 3.0
+CONGESTION = 2.0
 # Weight of the newest sample in the running mean of the consumer's seconds per page.
 _CONSUMER_WEIGHT = 0.1
 

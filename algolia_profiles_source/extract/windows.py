@@ -56,6 +56,9 @@ MIN_WINDOW_PAGES = 6
 # Each window gets 1/(this × calls in flight) of what is left: windows finish at different times
 # (sampled sizes are estimates), and smaller ones let the others catch up before the last ends.
 WINDOWS_PER_CALL = 2
+# Threads started at once when the walk splits; more follow one per page handed over (the
+# consumer's pace is not known yet, so the target may still drop).
+FIRST_WAVE = 8
 # Pages read and not yet taken by the consumer: enough to keep it busy, few enough to stay flat.
 PAGES_QUEUED = 4
 
@@ -238,7 +241,8 @@ def walk_concurrently(
     :class:`WindowPlanner` and the pages read so far are dropped (the windows read them again);
     until the rate-limit window is measured the decision waits, up to ``decide_within`` pages. A
     walk that stays at one call in flight never splits: it costs what a sequential walk costs.
-    Threads are added, one per page handed over, while the controller wants more calls in flight
+    Threads are added (up to :data:`FIRST_WAVE` at the split, then one per page handed over)
+    while the controller wants more calls in flight
     and the consumer keeps up (the queue of pages is not full); an :class:`InFlightGate` caps the
     calls in flight, a page waiting for the consumer included, when the target drops.
     """
@@ -311,7 +315,8 @@ def walk_concurrently(
                                 controller.target())
                     with lock:
                         state["planner"] = planner
-                    spawn()
+                    for _ in range(min(controller.target(), FIRST_WAVE) - 1):
+                        spawn()
                     return walk_windows(client, planner)
             if not full or number >= decide_within or (
                 number >= split_after and controller.measured() and controller.target() == 1

@@ -36,6 +36,8 @@ _MAX_RESET_WAIT = 120.0
 _POLL = 0.05
 # The API's documented window (500 calls per minute), assumed until two resets show the real one.
 DOCUMENTED_WINDOW_SECONDS = 60.0
+# Answers the uncongested latency is the median of.
+_BASE_SAMPLES = 5
 # Weight of the newest sample in the running mean of call latency.
 _LATENCY_WEIGHT = 0.1
 
@@ -61,8 +63,9 @@ class RateGovernor:
     peak_in_flight: int = 0
     window_seconds: float | None = None  # measured: the step between two reset instants
     latency: float | None = None  # running mean of seconds per call, from sent to parsed
-    base_latency: float | None = None  # the fastest large answer: a call's time without queueing
+    base_latency: float | None = None  # a large answer's time before calls queue (see record_latency)
     _largest_body: int = field(default=0, repr=False)
+    _first_large: list[float] = field(default_factory=list, repr=False)
     _last_reset: int | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -114,18 +117,22 @@ class RateGovernor:
             return (self.limit - self.reserve) / window
 
     def record_latency(self, seconds: float, body_bytes: int = 0) -> None:
-        """Adds one call's duration (sent to parsed, waits for the quota excluded) to the mean;
-        ``base_latency`` keeps the fastest of the answers at least half as large as the largest."""
+        """Adds one call's duration (sent to parsed, waits for the quota excluded) to the mean.
+
+        ``base_latency`` is the median of the first answers at least half as large as the largest:
+        a walk starts with one call in flight, so they took what a call takes before calls queue.
+        """
         with self._lock:
             if self.latency is None:
                 self.latency = seconds
             else:
                 self.latency += _LATENCY_WEIGHT * (seconds - self.latency)
             if body_bytes > 2 * self._largest_body:
-                self.base_latency = None  # the answers seen so far were small ones
+                self._first_large = []  # the answers seen so far were small ones
             self._largest_body = max(self._largest_body, body_bytes)
-            if body_bytes * 2 >= self._largest_body:
-                self.base_latency = seconds if self.base_latency is None else min(self.base_latency, seconds)
+            if body_bytes * 2 >= self._largest_body and len(self._first_large) < _BASE_SAMPLES:
+                self._first_large.append(seconds)
+                self.base_latency = sorted(self._first_large)[len(self._first_large) // 2]
 
     def observe(self, headers: Mapping[str, str], throttled: bool = False) -> float | None:
         """Records the answer to one acquired call.
