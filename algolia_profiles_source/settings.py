@@ -37,8 +37,5 @@ DEFAULT_MAX_SHARE = 0.8
 RETRY_STATUSES = frozenset({421, 429, 500, 502, 503, 504})
 THROTTLE_STATUSES = frozenset({421, 429})
 
-# Windows of lastUpdatedAt walked at once (all paced by one governor)
-DEFAULT_CONCURRENCY = 4
-
 # Pagination guards
 MAX_CONSECUTIVE_EMPTY_PAGES = 10
