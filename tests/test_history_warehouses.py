@@ -16,6 +16,7 @@ from algolia_profiles_source.load.pipeline import load_profiles
 from algolia_profiles_source.tables import HISTORY
 from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, source_args
+from tests.test_history import served_as_of
 from tests.postgres_server import postgres_url  # noqa: F401  (session fixture)
 from tests.test_postgres_load import pg_pipeline_factory  # noqa: F401  (fixture)
 from tests.warehouses.bigquery_server import bigquery_destination, bigquery_endpoint  # noqa: F401  (fixtures)
@@ -26,15 +27,6 @@ START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 
 def served(emu: Emulator) -> set[tuple[str, str, str, float]]:
     return {(p["userID"], a["name"], a["value"], float(a["score"])) for p in emu.store.users() for a in p["affinities"]}
-
-
-def history_as_of(pipeline: Any, at: datetime) -> set[tuple[str, str, str, float]]:
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(HISTORY)
-        rows = client.execute_sql(
-            f"SELECT user_id, name, value, score FROM {table} WHERE name <> '' AND _dlt_valid_from <= %s"
-            " AND (_dlt_valid_to IS NULL OR _dlt_valid_to > %s)", at, at)
-    return {(u, n, v, float(s)) for u, n, v, s in rows}
 
 
 def closed_before(pipeline: Any, at: datetime) -> int:
@@ -82,7 +74,7 @@ def story(pipeline: Any, retention_days: float | None = None, idle_load: bool = 
 
 def check_exact(pipeline: Any, loads: list[tuple[datetime, set[Any]]], first: int = 0) -> None:
     for boundary, expected in loads[first:]:
-        assert history_as_of(pipeline, boundary) == expected, boundary
+        assert served_as_of(pipeline, boundary) == expected, boundary
 
 
 def test_history_on_postgres_with_retention(pg_pipeline_factory):  # noqa: F811
@@ -95,7 +87,7 @@ def test_history_on_postgres_with_retention(pg_pipeline_factory):  # noqa: F811
     assert closed_before(pipeline, loads[2][0]) == 0
     assert closed_before(pipeline, loads[3][0]) > 0
     check_exact(pipeline, loads, first=3)
-    assert history_as_of(pipeline, loads[0][0]) != loads[0][1]  # older states are gone
+    assert served_as_of(pipeline, loads[0][0]) != loads[0][1]  # older states are gone
 
 
 @pytest.mark.parametrize("days", [-1, "many", float("nan")])
