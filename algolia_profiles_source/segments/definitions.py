@@ -391,57 +391,25 @@ class _Parser:
 
     def affinity(self, where: str, value: Mapping[str, Any]) -> AffinityRule | None:
         self.keys(where, value, ("affinity",) + AFFINITY_OPTIONS)
-        spec = value["affinity"]
-        if not isinstance(spec, str) or not spec.strip(":"):
-            self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
+        named = self.affinity_values(where, value)
+        if named is None:
             return None
-        name, colon, single = spec.partition(":")
-        values: list[str] = [single] if colon else []
-        if "values" in value:
-            if colon:
-                self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
-            listed = value["values"]
-            if not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
-                self.problem(f"{where}.values", "expected a non-empty list of values (strings)")
-            else:
-                values = list(listed)
-        if self.known is not None and name not in self.known:
-            self.problem(
-                f"{where}.affinity",
-                f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}"
-                f" (known: {', '.join(sorted(self.known)[:12])})",
-            )
-        elif name in self.known_values:
-            self.check_values(f"{where}.{'values' if 'values' in value else 'affinity'}", name, values)
+        name, values = named
         score = self.score_range(f"{where}.score", value["score"]) if "score" in value else None
         indices = value.get("indices", [])
         if not isinstance(indices, list) or not all(isinstance(i, str) and i for i in indices):
             self.problem(f"{where}.indices", "expected a list of index names")
             indices = []
         days = self.days(f"{where}.updated_within_days", value.get("updated_within_days"))
-        return AffinityRule(name, tuple(values), score, tuple(indices), days)
+        return AffinityRule(name, values, score, tuple(indices), days)
 
     def history(self, where: str, body: Any) -> HistoryRule | None:
         if not self.keys(where, body, HISTORY_KEYS, ("affinity", "days")):
             return None
-        spec = body["affinity"]
-        if not isinstance(spec, str) or not spec.strip(":"):
-            self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
+        named = self.affinity_values(where, body)
+        if named is None:
             return None
-        name, colon, single = spec.partition(":")
-        values: list[str] = [single] if colon else []
-        if "values" in body:
-            listed = body["values"]
-            if colon:
-                self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
-            elif not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
-                self.problem(f"{where}.values", "expected a non-empty list of values (strings)")
-            else:
-                values = list(listed)
-        if self.known is not None and name not in self.known:
-            self.problem(f"{where}.affinity", f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}")
-        elif name in self.known_values:
-            self.check_values(f"{where}.{'values' if 'values' in body else 'affinity'}", name, values)
+        name, values = named
         days = self.days(f"{where}.days", body["days"])
         changes = {}
         for key in ("rose_by", "fell_by"):
@@ -469,8 +437,35 @@ class _Parser:
             return None
         if days is None or None in states.values():
             return None
-        return HistoryRule(name, days, tuple(values), changes.get("rose_by"), changes.get("fell_by"),
+        return HistoryRule(name, days, values, changes.get("rose_by"), changes.get("fell_by"),
                            states.get("then"), states.get("now"))
+
+    def affinity_values(self, where: str, body: Mapping[str, Any]) -> tuple[str, tuple[str, ...]] | None:
+        """The affinity name and values a rule names (``affinity = "name"`` or ``"name:value"``, and
+        ``values``), checked against the loaded catalog; None when ``affinity`` is not usable."""
+        spec = body["affinity"]
+        if not isinstance(spec, str) or not spec.strip(":"):
+            self.problem(f"{where}.affinity", f"expected 'name' or 'name:value', got {spec!r}")
+            return None
+        name, colon, single = spec.partition(":")
+        values: list[str] = [single] if colon else []
+        if "values" in body:
+            listed = body["values"]
+            if colon:
+                self.problem(f"{where}.values", f"not allowed with the name:value form {spec!r}; use affinity = {name!r}")
+            elif not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
+                self.problem(f"{where}.values", "expected a non-empty list of values (strings)")
+            else:
+                values = list(listed)
+        if self.known is not None and name not in self.known:
+            self.problem(
+                f"{where}.affinity",
+                f"unknown affinity name {name!r}{did_you_mean(name, sorted(self.known))}"
+                f" (known: {', '.join(sorted(self.known)[:12])})",
+            )
+        elif name in self.known_values:
+            self.check_values(f"{where}.{'values' if 'values' in body else 'affinity'}", name, values)
+        return name, tuple(values)
 
     def check_values(self, where: str, name: str, values: Sequence[str]) -> None:
         """Values of ``name`` that no loaded profile holds: a warning, or a problem when strict."""
