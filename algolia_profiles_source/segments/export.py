@@ -37,7 +37,7 @@ from ..warehouse import dialects
 from ..warehouse.read import open_dataset
 from . import delta, identifiers
 from ..warehouse.target import COLUMN_NAME, TABLE_NAME
-from .definitions import did_you_mean
+from .hints import did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 # a plain export (no platform) is one sync of its own when deltas are recorded

@@ -17,7 +17,7 @@ import phonenumbers
 import pyarrow as pa
 
 from ..exceptions import ConfigurationError
-from .definitions import did_you_mean
+from .hints import did_you_mean
 
 
 @dataclass(frozen=True)
