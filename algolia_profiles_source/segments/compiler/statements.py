@@ -24,11 +24,11 @@ BUILDS_COLUMNS = "build_id TEXT, segment TEXT, members BIGINT, entered BIGINT, e
 def segment_statements(
     file: AudienceFile, target: Target, built_at: datetime, build_id: str, as_of: datetime | None = None
 ) -> list[Statement]:
-    """Every statement of a segment build, in order (see :func:`.build.build_segments`)."""
+    """Every statement of a segment build, in order (see :func:`..build.build_segments`)."""
     ctx = CompileContext(target, as_of or file.as_of or built_at)
-    segment_names = [exp.Literal.string(a.name) for a in file.audiences]
+    names = [a.name for a in file.audiences]
     stamp = dialects.timestamp(built_at)
-    members, nxt, events = target.table(MEMBERS), target.table(MEMBERS_NEXT), target.table(EVENTS)
+    nxt = target.table(MEMBERS_NEXT)
     statements = [
         # exports and `segments show` read one audience; history queries one audience's events
         dialects.create_if_missing(target, MEMBERS, MEMBERS_COLUMNS, cluster_by=("segment",)),
@@ -44,7 +44,24 @@ def segment_statements(
         Statement(f"audience {a.name}", audience_insert(a, i, file, ctx, built_at))
         for i, a in enumerate(file.audiences)
     ]
-    statements.append(Statement("membership events", dialects.parse(
+    statements.append(Statement("membership events", _events_insert(target, names, build_id, stamp)))
+    statements += _swap_members(target)
+    statements.append(Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)))
+    statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))
+    statements += replace_table(target, SIZES, _sizes_select(target, names, build_id, stamp), f"table {SIZES}")
+    statements.append(Statement(f"append {BUILDS}", dialects.parse(
+        "INSERT INTO :builds (build_id, segment, members, entered, exited, built_at)"
+        " SELECT s.build_id, s.segment, s.members, s.entered, s.exited, s.built_at FROM :sizes AS s",
+        builds=target.table(BUILDS), sizes=target.table(SIZES),
+    )))
+    statements += replace_table(target, OVERLAPS, _overlaps_select(target, stamp), f"table {OVERLAPS}")
+    return statements
+
+
+def _events_insert(target: Target, names: list[str], build_id: str, stamp: exp.Expression) -> exp.Expression:
+    """Who entered (in ``segment_members__next``, not in ``segment_members``) and exited (the
+    reverse, among the audiences built), appended to ``segment_membership_events``."""
+    return dialects.parse(
         "INSERT INTO :events (segment, user_id, event, build_id, built_at)"
         " SELECT n.segment, n.user_id, 'entered', :build_id, :stamp FROM :next AS n"
         " WHERE NOT EXISTS (SELECT 1 FROM :members AS o WHERE o.segment = n.segment AND o.user_id = n.user_id)"
@@ -52,22 +69,34 @@ def segment_statements(
         " SELECT o.segment, o.user_id, 'exited', :build_id, :stamp FROM :members AS o"
         " WHERE o.segment IN :names AND NOT EXISTS"
         " (SELECT 1 FROM :next AS n WHERE n.segment = o.segment AND n.user_id = o.user_id)",
-        events=events, next=nxt, members=members, build_id=build_id, stamp=stamp,
-        names=exp.Tuple(expressions=segment_names),
-    )))
+        events=target.table(EVENTS), next=target.table(MEMBERS_NEXT), members=target.table(MEMBERS),
+        build_id=build_id, stamp=stamp, names=exp.Tuple(expressions=[exp.Literal.string(n) for n in names]),
+    )
+
+
+def _swap_members(target: Target) -> list[Statement]:
+    """``segment_members__next`` becomes ``segment_members``: renamed where the warehouse can,
+    copied into it elsewhere."""
+    members, nxt = target.table(MEMBERS), target.table(MEMBERS_NEXT)
     if target.dialect in dialects.SWAP_BY_RENAME:
-        statements.append(Statement(f"drop {MEMBERS}", exp.Drop(tables=[members], kind="TABLE", exists=True)))
-        statements.append(Statement(f"rename {MEMBERS_NEXT}", dialects.rename_table(target, MEMBERS_NEXT, MEMBERS)))
-    else:
-        statements.append(Statement(f"replace {MEMBERS}", exp.delete(members, where=exp.true())))
-        statements.append(Statement(f"fill {MEMBERS}", dialects.parse(
+        return [
+            Statement(f"drop {MEMBERS}", exp.Drop(tables=[members], kind="TABLE", exists=True)),
+            Statement(f"rename {MEMBERS_NEXT}", dialects.rename_table(target, MEMBERS_NEXT, MEMBERS)),
+        ]
+    return [
+        Statement(f"replace {MEMBERS}", exp.delete(members, where=exp.true())),
+        Statement(f"fill {MEMBERS}", dialects.parse(
             "INSERT INTO :members (segment, user_id, score, matched_affinities, built_at)"
             " SELECT n.segment, n.user_id, n.score, n.matched_affinities, n.built_at FROM :next AS n",
             members=members, next=nxt,
-        )))
-    statements.append(Statement(f"drop {MEMBERS_NEXT}", exp.Drop(tables=[nxt], kind="TABLE", exists=True)))
-    statements.append(Statement(f"drop {WORK_FLAGS}", exp.Drop(tables=[ctx.flags_table()], kind="TABLE", exists=True)))
-    sizes_select = dialects.parse(
+        )),
+    ]
+
+
+def _sizes_select(target: Target, names: list[str], build_id: str, stamp: exp.Expression) -> exp.Expression:
+    """Per audience built: its members, who entered and exited in this build, its share of users."""
+    segments = [exp.select(exp.alias_(exp.Literal.string(name), "segment")) for name in names]
+    return dialects.parse(
         "SELECT s.segment, COALESCE(m.members, 0) AS members, COALESCE(e.entered, 0) AS entered,"
         " COALESCE(e.exited, 0) AS exited,"
         " CAST(COALESCE(m.members, 0) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
@@ -78,18 +107,15 @@ def segment_statements(
         " LEFT JOIN (SELECT segment, COUNT(CASE WHEN event = 'entered' THEN 1 END) AS entered,"
         " COUNT(CASE WHEN event = 'exited' THEN 1 END) AS exited FROM :events"
         " WHERE build_id = :build_id GROUP BY segment) AS e ON e.segment = s.segment",
-        users=target.table(STG_USERS), members=members, events=events, stamp=stamp, build_id=build_id,
-        segments=exp.union(
-            *[exp.select(exp.alias_(name.copy(), "segment")) for name in segment_names], distinct=False
-        ) if len(segment_names) > 1 else exp.select(exp.alias_(segment_names[0].copy(), "segment")),
+        users=target.table(STG_USERS), members=target.table(MEMBERS), events=target.table(EVENTS),
+        stamp=stamp.copy(), build_id=build_id,
+        segments=exp.union(*segments, distinct=False) if len(segments) > 1 else segments[0],
     )
-    statements += replace_table(target, SIZES, sizes_select, f"table {SIZES}")
-    statements.append(Statement(f"append {BUILDS}", dialects.parse(
-        "INSERT INTO :builds (build_id, segment, members, entered, exited, built_at)"
-        " SELECT s.build_id, s.segment, s.members, s.entered, s.exited, s.built_at FROM :sizes AS s",
-        builds=target.table(BUILDS), sizes=target.table(SIZES),
-    )))
-    overlaps = dialects.parse(
+
+
+def _overlaps_select(target: Target, stamp: exp.Expression) -> exp.Expression:
+    """Per pair of audiences: the members they share, as a count and as shares of each and of both."""
+    return dialects.parse(
         "SELECT a.segment AS segment_a, b.segment AS segment_b, COALESCE(o.overlap, 0) AS overlap,"
         " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(a.members, 0) AS pct_of_a,"
         " CAST(COALESCE(o.overlap, 0) AS DOUBLE) / NULLIF(b.members, 0) AS pct_of_b,"
@@ -99,10 +125,8 @@ def segment_statements(
         " LEFT JOIN (SELECT x.segment AS segment_a, y.segment AS segment_b, COUNT(*) AS overlap"
         " FROM :members AS x JOIN :members AS y ON x.user_id = y.user_id AND :x_segment < y.segment"
         " GROUP BY x.segment, y.segment) AS o ON o.segment_a = a.segment AND o.segment_b = b.segment",
-        sizes=target.table(SIZES), members=members, stamp=stamp,
+        sizes=target.table(SIZES), members=target.table(MEMBERS), stamp=stamp.copy(),
         # pairs are ordered byte-wise in every warehouse (Postgres collations differ)
         a_segment=dialects.binary_order(exp.column("segment", "a"), target.dialect),
         x_segment=dialects.binary_order(exp.column("segment", "x"), target.dialect),
     )
-    statements += replace_table(target, OVERLAPS, overlaps, f"table {OVERLAPS}")
-    return statements
