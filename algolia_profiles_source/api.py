@@ -4,7 +4,7 @@ is ``segments_build``). Each is the function the command itself calls."""
 from .demo import run_demo as demo
 from .emulator import Emulator as emulator
 from .load.erasure import forget_users as forget
-from .load.pipeline import load_profiles as load
+from .pipeline import load_profiles as load
 from .load.pipeline import make_pipeline
 from .segments.report import write_report as report
 from .segments import build_segments as segments_build

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from .emulator import Emulator
 from .exceptions import ConfigurationError
-from .load.pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline
+from .pipeline import DEFAULT_PIPELINE_NAME, load_profiles, make_pipeline
 from .load.state import profiles_state
 from .segments import build_segments
 from .segments.export import export_audience

@@ -26,7 +26,7 @@ os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 import duckdb  # noqa: E402
 
 from algolia_profiles_source.emulator import Emulator  # noqa: E402
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline  # noqa: E402
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline  # noqa: E402
 from algolia_profiles_source.times import format_rfc3339  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)

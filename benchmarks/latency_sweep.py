@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline  # noqa: E402
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline  # noqa: E402
 from emulator_process import APP, KEY, api_requests, emulator_process  # noqa: E402
 WALK_LINE = re.compile(r"walked (\d+) window\(s\), at most (\d+) calls in flight \(([\d.]+) s per call\)")
 

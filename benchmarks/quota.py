@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 from algolia_profiles_source.emulator import Emulator  # noqa: E402
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline  # noqa: E402
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline  # noqa: E402
 
 
 def measure(args: argparse.Namespace, concurrency: int, workdir: Path) -> dict:

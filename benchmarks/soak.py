@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 
 from algolia_profiles_source.emulator import FAULT_KINDS, Emulator  # noqa: E402
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline  # noqa: E402
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline  # noqa: E402
 from algolia_profiles_source.times import format_rfc3339  # noqa: E402
 from tests.conftest import expected_snapshot, warehouse_snapshot  # noqa: E402
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from algolia_profiles_source.emulator import Emulator
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline
 from algolia_profiles_source.times import format_rfc3339
 
 APP_ID = "TESTAPP"

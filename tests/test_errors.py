@@ -230,7 +230,7 @@ def test_malformed_records_are_quarantined_and_counted_not_fatal(fake_api, pipel
     ]}
     url = fake_api(json.dumps(page).encode())
     pipeline = pipeline_factory()
-    from algolia_profiles_source.load.pipeline import load_profiles
+    from algolia_profiles_source.pipeline import load_profiles
 
     result = load_profiles(pipeline, application_id=APP_ID, api_key=API_KEY, base_url=url,
                            concurrency=concurrency, **FAST_RETRIES)

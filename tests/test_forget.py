@@ -22,7 +22,7 @@ from algolia_profiles_source.cli import cli
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from algolia_profiles_source.exceptions import ConfigurationError
 from algolia_profiles_source.load import erasure
-from algolia_profiles_source.load.pipeline import load_profiles, make_pipeline
+from algolia_profiles_source.pipeline import load_profiles, make_pipeline
 from algolia_profiles_source.load.state import last_run
 from algolia_profiles_source.segments import build_segments
 from algolia_profiles_source.tables import ERASED, MEMBERS, PERSONAL_TABLES

@@ -12,7 +12,7 @@ import pytest
 
 from algolia_profiles_source.emulator import Emulator
 from algolia_profiles_source.load.history import last_boundary
-from algolia_profiles_source.load.pipeline import load_profiles
+from algolia_profiles_source.pipeline import load_profiles
 from algolia_profiles_source.tables import HISTORY
 from algolia_profiles_source.times import format_rfc3339
 from tests.conftest import API_KEY, APP_ID, source_args

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from algolia_profiles_source.exceptions import ApiError, ConfigurationError
-from algolia_profiles_source.load.pipeline import load_profiles
+from algolia_profiles_source.pipeline import load_profiles
 from algolia_profiles_source.segments import build_segments
 from algolia_profiles_source.load.status import status
 from tests.conftest import expected_snapshot, recomputed_during_walk, run, source_args, warehouse_snapshot

@@ -75,7 +75,7 @@ def load(
     min_seen_share: float,
 ) -> None:
     """Load profiles from the real API (credentials from dlt config: .dlt/secrets.toml or env)."""
-    from ..load.pipeline import load_profiles
+    from ..pipeline import load_profiles
 
     args: dict[str, Any] = {
         "region": region,

@@ -1,6 +1,6 @@
 """DuckDB specifics of a load: the file's credentials and storage format, waiting for a file that
 another process holds, and the memory bound of an initial export (applied by :func:`load_profiles
-<.pipeline.load_profiles>`, or by the source itself in a plain dlt pipeline)."""
+<..pipeline.load_profiles>`, or by the source itself in a plain dlt pipeline)."""
 
 from __future__ import annotations
 

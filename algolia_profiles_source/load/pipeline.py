@@ -1,9 +1,9 @@
-"""Running the source in a dlt pipeline: the function behind ``algolia-profiles load`` and the demo."""
+"""A dlt pipeline for the profiles: making it (where its files go), running a source in it with
+DuckDB's memory bounded for an initial export, and the row counts it loaded."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +12,22 @@ from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from .. import algolia_profiles
-from ..exceptions import ApiError, ConfigurationError, NothingLoadedError
+from ..exceptions import ConfigurationError, NothingLoadedError
 from ..tables import LOADED_TABLES
 from .destination import check_destination, unknown_destination
 from .duckdb import (
     bounded_initial_load,
     create_duckdb_file,
     duckdb_credentials,
-    duckdb_path,
     out_of_memory,
     waiting_for_duckdb_lock,
 )
-from .reconcile import check_min_seen_share, mark_deleted
 from .state import last_run
-from .working_dir import drop_leftover_extracted_packages, exclusive
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE_NAME = "algolia_profiles"
 DEFAULT_DATASET_NAME = "algolia"
-
-
-@dataclass
-class LoadResult:
-    """What a load did: dlt's load info, the run's counters and the tables' row counts."""
-
-    pipeline: Any
-    load_info: LoadInfo
-    run: dict[str, Any] = field(default_factory=dict)
-    row_counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def database(self) -> str | None:
-        """The DuckDB file loaded into (None for other destinations)."""
-        return duckdb_path(self.pipeline)
 
 
 def make_pipeline(
@@ -179,42 +160,6 @@ def require_folder(folder: str) -> None:
     raise ConfigurationError(
         f"folder {folder!r} does not exist{hint}: give the --dir of a folder a load used, or run"
         " `algolia-profiles load --dir` to make one"
-    )
-
-
-def load_profiles(
-    pipeline: Any, reconcile: bool = False, min_seen_share: float = 0.5, **source_args: Any
-) -> LoadResult:
-    """Runs ``algolia_profiles(**source_args)`` in ``pipeline``; returns counts for a summary.
-
-    With ``reconcile``, the run walks every profile and then marks the users it did not see as
-    deleted (see :mod:`.reconcile`), unless it saw fewer than ``min_seen_share`` of the live users.
-    """
-    min_seen_share = check_min_seen_share(min_seen_share)
-    source = algolia_profiles(reconcile=reconcile, **source_args)
-    with exclusive(pipeline):
-        create_duckdb_file(pipeline)  # before a pending package's load connects
-        drop_leftover_extracted_packages(pipeline)
-        if pipeline.has_pending_data:
-            # a failed or killed run left a package: dlt finishes it and would ignore new data
-            logger.warning("finishing the load package a previous run left pending")
-            waiting_for_duckdb_lock(pipeline.run)
-        load_info = run_source(pipeline, source)
-        run = last_run(pipeline)
-        if run.get("load_id") not in load_info.loads_ids:
-            raise ApiError(
-                "the run did not load a new walk (dlt only finished pending packages); run again"
-            )
-        if reconcile:
-            result = waiting_for_duckdb_lock(
-                lambda: mark_deleted(pipeline, run["load_id"], min_seen_share=min_seen_share)
-            )
-            run["deleted"] = result.deleted
-    return LoadResult(
-        pipeline=pipeline,
-        load_info=load_info,
-        run=run,
-        row_counts=waiting_for_duckdb_lock(lambda: row_counts(pipeline)),
     )
 
 
