@@ -2,12 +2,13 @@
 
 Members come from ``segment_members`` in the warehouse. Customer data is either a table in the
 warehouse (joined there, so large CRMs stay in BigQuery/Snowflake) or a CSV/Parquet file (joined
-locally in DuckDB). Members without a customer record are counted (and left out unless
-``keep_unmatched``, which exports them without customer data). Consent fails closed: a customer is
-exported only when its opt-out value reads as "not opted out" (:func:`read_opt_outs`); an empty one
-is not consent (unless the column only marks opt-outs), and a value that cannot be read refuses the
-whole export. The output path must stay inside the
-output directory, an existing file is never overwritten silently, and the file appears atomically.
+locally with Arrow), read and held to the consent rules by :mod:`.customers`. Members without a
+customer record are counted (and left out unless ``keep_unmatched``, which exports them without
+customer data). Consent fails closed: a customer is exported only when its opt-out value reads as
+"not opted out" (:func:`.customers.read_opt_outs`); an empty one is not consent (unless the column
+only marks opt-outs), and a value that cannot be read refuses the whole export. The output path
+must stay inside the output directory, an existing file is never overwritten silently, and the
+file appears atomically.
 
 For an ad platform (``platform``) the file holds only the customers' identifiers, normalized and
 hashed as that platform documents (:mod:`.identifiers`). A delta (``changes_since``) writes two
@@ -32,11 +33,18 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from ..exceptions import ConfigurationError, TableNotFoundError
-from ..tables import EVENTS, MEMBERS, SIZES
-from ..warehouse import dialects
+from ..tables import MEMBERS, SIZES
 from ..warehouse.read import open_dataset
 from . import delta, identifiers
-from ..warehouse.target import COLUMN_NAME, TABLE_NAME
+from .customers import (
+    apply_customer_rules,
+    exited_customers,
+    join_customers,
+    join_in_warehouse,
+    read_customers,
+    require_one_record_per_member,
+)
+from ..warehouse.target import COLUMN_NAME
 from .hints import did_you_mean
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
@@ -108,26 +116,9 @@ def export_audience(
     since then, as ``<name>.add.<fmt>`` and ``<name>.remove.<fmt>``; ``"last"`` is the last export
     of this audience for ``sync`` (default: the platform's name, or ``file``).
     """
-    if fmt not in FORMATS:
-        raise ConfigurationError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if customers is not None and customers_table is not None:
-        raise ConfigurationError("give customer data as a file or as a warehouse table, not both")
-    for what, column in (("customer key", customer_key), ("opt-out column", opt_out_column),
-                         ("email column", email_column), ("phone column", phone_column)):
-        if column is not None and not COLUMN_NAME.match(column):
-            raise ConfigurationError(f"{what} {column!r} is not a column name")
-    target = identifiers.platform(platform) if platform is not None else None
-    region = identifiers.phone_region(phone_region)
-    if target is not None and customers is None and customers_table is None:
-        raise ConfigurationError(
-            f"a {platform} customer list is made of the customers' emails and phones: give the"
-            " customer data with --customers FILE or --customers-table TABLE"
-        )
-    if target is not None and keep_unmatched:
-        raise ConfigurationError(
-            "--keep-unmatched keeps members without a customer record, who have no email or phone to"
-            " hash: leave it out of a --platform export"
-        )
+    target, region = _check_options(fmt, customers, customers_table, platform, phone_region, keep_unmatched,
+                                    (("customer key", customer_key), ("opt-out column", opt_out_column),
+                                     ("email column", email_column), ("phone column", phone_column)))
     sync = sync or platform or FILE_SYNC
     name = filename or f"{audience}{FORMATS[fmt]}"
     if changes_since is None:
@@ -140,16 +131,16 @@ def export_audience(
     members = _members(pipeline, audience)
     result = ExportResult(paths[0], 0, members.num_rows, platform=platform, sync=sync)
     if customers_table is not None:
-        table = _join_in_warehouse(pipeline, audience, customers_table, customer_key)
+        table = join_in_warehouse(pipeline, audience, customers_table, customer_key)
     elif customers is not None:
-        table = _join_customers(members, _read_customers(Path(customers), customer_key, wanted), customer_key)
+        table = join_customers(members, read_customers(Path(customers), customer_key, wanted), customer_key)
     else:
         table = members
     left_out = table.slice(0, 0)
     if customers is not None or customers_table is not None:
         result.joined = True
-        _require_one_record_per_member(table, source, customer_key)
-        table, left_out, result.unmatched, result.opted_out, result.no_consent = _apply_customer_rules(
+        require_one_record_per_member(table, source, customer_key)
+        table, left_out, result.unmatched, result.opted_out, result.no_consent = apply_customer_rules(
             table, source, opt_out_column, keep_unmatched, opt_outs_only
         )
     columns = _identifier_columns(table.column_names, email_column, phone_column, source) if target else {}
@@ -169,8 +160,7 @@ def export_audience(
     if changes is None:
         if target is not None:
             out = hashed(table)
-            result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
-            result.no_identifier = out.no_identifier
+            _count_unusable(result, out)
             table = out.table
         result.rows = table.num_rows
         _write_atomically(table, paths[0], fmt)
@@ -184,14 +174,13 @@ def export_audience(
             remove = pa.table({"user_id": pa.array(remove_ids, pa.string())})
         else:
             out = hashed(add)
-            result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
-            result.no_identifier = out.no_identifier
+            _count_unusable(result, out)
             add = out.table
             # a member without a customer record has no identifier to name in a hashed list
             withdrawn = withdrawn.filter(withdrawn["_matched"]) if withdrawn.num_rows else withdrawn
             gone = [hashed(withdrawn)]
             if changes.exited:
-                exited = _exited_customers(pipeline, audience, changes, customers, customers_table, customer_key, wanted)
+                exited = exited_customers(pipeline, audience, changes, customers, customers_table, customer_key, wanted)
                 gone.append(hashed(exited))
                 result.unremovable = len(changes.exited) - exited.num_rows + gone[-1].no_identifier
             remove = pa.concat_tables([part.table for part in gone])
@@ -201,6 +190,40 @@ def export_audience(
     with open_dataset(pipeline) as dataset:
         delta.record_export(dataset, audience, sync, build, since, result.rows, result.removed)
     return result
+
+
+def _check_options(
+    fmt: str, customers: str | Path | None, customers_table: str | None, platform: str | None,
+    phone_region: str | None, keep_unmatched: bool, columns: tuple[tuple[str, str | None], ...],
+) -> tuple[identifiers.Platform | None, str | None]:
+    """Refuses options that are invalid or do not go together; the ad platform asked for (if any)
+    and the default phone region, checked."""
+    if fmt not in FORMATS:
+        raise ConfigurationError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if customers is not None and customers_table is not None:
+        raise ConfigurationError("give customer data as a file or as a warehouse table, not both")
+    for what, column in columns:
+        if column is not None and not COLUMN_NAME.match(column):
+            raise ConfigurationError(f"{what} {column!r} is not a column name")
+    target = identifiers.platform(platform) if platform is not None else None
+    region = identifiers.phone_region(phone_region)
+    if target is not None and customers is None and customers_table is None:
+        raise ConfigurationError(
+            f"a {platform} customer list is made of the customers' emails and phones: give the"
+            " customer data with --customers FILE or --customers-table TABLE"
+        )
+    if target is not None and keep_unmatched:
+        raise ConfigurationError(
+            "--keep-unmatched keeps members without a customer record, who have no email or phone to"
+            " hash: leave it out of a --platform export"
+        )
+    return target, region
+
+
+def _count_unusable(result: ExportResult, out: identifiers.HashedIdentifiers) -> None:
+    """Records in ``result`` what hashing could not use (``out``'s counts)."""
+    result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
+    result.no_identifier = out.no_identifier
 
 
 def _rows_of(table: pa.Table, user_ids: list[str], keep: bool = True) -> pa.Table:
@@ -274,173 +297,6 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
             )
             raise ConfigurationError(f"audience {audience!r} has not been built{hint}")
         return dataset.arrow(query)
-
-
-def _join_in_warehouse(
-    pipeline: Any, audience: str, customers_table: str, key: str, exited_since: datetime | None = None
-) -> pa.Table:
-    """The audience's members (or those with an exit event after ``exited_since``) left-joined to
-    the customers table, inside the warehouse."""
-    if not TABLE_NAME.match(customers_table):
-        raise ConfigurationError(f"customers table {customers_table!r} is not a table name like crm.customers")
-    segment = exp.Literal.string(audience)
-    with open_dataset(pipeline) as dataset:
-        customers = dataset.target.external_table(customers_table)
-        if exited_since is None:
-            columns = ["m.user_id", "m.score", "m.matched_affinities", "m.built_at"]
-            source = exp.alias_(dataset.table(MEMBERS), "m", table=True)
-            where = exp.column("segment", "m").eq(segment)
-            order: list[Any] = [exp.Ordered(this=exp.column("score", "m"), desc=True, nulls_first=False), "m.user_id"]
-        else:
-            columns = ["m.user_id"]
-            source = exp.select("user_id").distinct().from_(dataset.table(EVENTS)).where(exp.and_(
-                exp.column("segment").eq(segment), exp.column("event").eq(exp.Literal.string("exited")),
-                exp.column("built_at") > dialects.timestamp(exited_since),
-            )).subquery("m")
-            where = exp.true()
-            order = ["m.user_id"]
-        query = (
-            exp.select(*columns, "c.*")
-            .from_(source)
-            .join(
-                exp.alias_(customers, "c", table=True), join_type="left",
-                on=exp.cast(dataset.column(key, "c"), "TEXT").eq(exp.column("user_id", "m")),
-            )
-            .where(where)
-            .order_by(*order)
-        )
-        try:
-            table = dataset.arrow(query)
-        except Exception as error:  # noqa: BLE001 - a missing table or column, a type the key cannot cast
-            raise ConfigurationError(
-                f"cannot join customers table {customers_table!r} on column {key!r}: {error}"
-            ) from None
-    # the join marks matches through the customer key column
-    return table.append_column("_matched", pc.is_valid(table[key]))
-
-
-def _read_customers(path: Path, key: str, text_columns: list[str]) -> pa.Table:
-    """A customers file, its key (and ``text_columns``: phones keep their leading zeros) as text."""
-    if not path.is_file():
-        raise ConfigurationError(f"customers file {str(path)!r} does not exist")
-    if path.suffix.lower() == ".parquet":
-        customers = pq.read_table(path)
-    elif path.suffix.lower() == ".csv":
-        types = {column: pa.string() for column in [key, *text_columns]}
-        customers = pa_csv.read_csv(path, convert_options=pa_csv.ConvertOptions(column_types=types))
-    else:
-        raise ConfigurationError(f"customers file {str(path)!r} must be .csv or .parquet")
-    if key not in customers.column_names:
-        raise ConfigurationError(
-            f"customers file has no column {key!r}{did_you_mean(key, customers.column_names)}"
-            f" (columns: {', '.join(customers.column_names)})"
-        )
-    return customers.set_column(customers.column_names.index(key), key, customers[key].cast(pa.string()))
-
-
-def _join_customers(members: pa.Table, customers: pa.Table, key: str) -> pa.Table:
-    clashes = [c for c in customers.column_names if c in members.column_names]
-    if clashes:
-        customers = customers.rename_columns([f"customer_{c}" if c in clashes else c for c in customers.column_names])
-        key = f"customer_{key}" if key in clashes else key
-    joined = members.join(customers, keys="user_id", right_keys=key, join_type="left outer", use_threads=False)
-    # keep the key column for matching (pyarrow drops the right key): rebuild it from matches
-    matched = pc.is_in(joined["user_id"], value_set=customers[key])
-    joined = joined.append_column("_matched", matched)
-    if "score" in joined.column_names:
-        return joined.sort_by([("score", "descending"), ("user_id", "ascending")])
-    return joined.sort_by("user_id")
-
-
-def _exited_customers(
-    pipeline: Any, audience: str, changes: delta.Changes, customers: str | Path | None,
-    customers_table: str | None, key: str, text_columns: list[str],
-) -> pa.Table:
-    """The customer records of the members who left since ``changes.since`` (to hash for removal)."""
-    exited = pa.array(changes.exited, pa.string())
-    if customers_table is not None:
-        table = _join_in_warehouse(pipeline, audience, customers_table, key, exited_since=changes.since)
-        table = table.filter(pc.is_in(table["user_id"], value_set=exited))
-    else:
-        assert customers is not None
-        ids = pa.table({"user_id": exited})
-        table = _join_customers(ids, _read_customers(Path(customers), key, text_columns), key)
-    _require_one_record_per_member(table, customers_table or str(customers), key)
-    return table.filter(table["_matched"]).drop_columns(["_matched"])
-
-
-def _require_one_record_per_member(table: pa.Table, customers: str, key: str) -> None:
-    """A member with two customer records would be exported twice, and an opt-out in one of them
-    could be outvoted by the other: the customer key must be unique among the members' records."""
-    counts = pc.value_counts(table["user_id"])
-    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    if len(repeated):
-        examples = ", ".join(repr(v) for v in sorted(repeated.to_pylist())[:3])
-        raise ConfigurationError(
-            f"customers {customers!r} has more than one record for {len(repeated):,} member(s) on"
-            f" {key!r} (e.g. {examples}): keep one record per customer (deduplicate the file or"
-            " table), so that each member is exported once and its opt-out is unambiguous"
-        )
-
-
-OPTED_OUT = frozenset({"true", "t", "yes", "y", "1"})
-NOT_OPTED_OUT = frozenset({"false", "f", "no", "n", "0"})
-
-
-def read_opt_outs(values: pa.ChunkedArray | pa.Array, customers: str, column: str) -> pa.Array:
-    """The opt-out column as booleans: true (opted out), false (not opted out), null (empty).
-
-    Native booleans as they are; any other type as text, read case-insensitively with surrounding
-    spaces ignored: ``true/t/yes/y/1`` and ``false/f/no/n/0``. Any other value refuses the export
-    (:class:`ConfigurationError` with the count and examples): a consent that cannot be read is
-    never taken as consent.
-    """
-    if pa.types.is_boolean(values.type):
-        return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    text = pc.utf8_lower(pc.utf8_trim_whitespace(values.cast(pa.string())))
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    opted = pc.is_in(text, value_set=pa.array(sorted(OPTED_OUT)))
-    cleared = pc.is_in(text, value_set=pa.array(sorted(NOT_OPTED_OUT)))
-    unreadable = pc.and_(pc.is_valid(text), pc.invert(pc.or_(opted, cleared)))
-    if pc.any(unreadable).as_py():
-        bad = pc.filter(values.cast(pa.string()), unreadable)
-        examples = ", ".join(repr(v) for v in sorted(set(bad.to_pylist()))[:3])
-        raise ConfigurationError(
-            f"customers {customers!r}: {len(bad):,} value(s) of the opt-out column {column!r} cannot be"
-            f" read as opted out or not (e.g. {examples}); use true/false, yes/no, y/n, t/f or 1/0,"
-            " so that no customer is exported without consent"
-        )
-    return pc.if_else(pc.is_valid(text), opted, pa.scalar(None, pa.bool_()))
-
-
-def _apply_customer_rules(
-    table: pa.Table, customers: str, opt_out_column: str | None, keep_unmatched: bool, opt_outs_only: bool
-) -> tuple[pa.Table, pa.Table, int, int, int]:
-    """Leaves out unmatched members (unless kept), opted-out customers and, unless the column only
-    marks opt-outs, customers without a recorded choice; returns the rows kept, the rows left out
-    (``_matched`` says which have a customer record) and those three counts."""
-    matched = table["_matched"]
-    unmatched = int(pc.sum(pc.invert(matched)).as_py() or 0)
-    keep = matched if not keep_unmatched else pa.array([True] * table.num_rows)
-    opted = pa.array([False] * table.num_rows)
-    no_choice = pa.array([False] * table.num_rows)
-    if opt_out_column is not None:
-        if opt_out_column not in table.column_names:
-            raise ConfigurationError(
-                f"customers {customers!r} has no opt-out column {opt_out_column!r}"
-                f"{did_you_mean(opt_out_column, table.column_names)}: name it with --opt-out-column,"
-                " or pass --no-opt-out-column if the data holds no opt-outs"
-            )
-        # only matched members have customer data to read
-        values = read_opt_outs(table[opt_out_column], customers, opt_out_column)
-        empty = pc.and_(matched, pc.is_null(values))
-        no_choice = pa.array([False] * table.num_rows) if opt_outs_only else empty
-        opted = pc.and_(matched, pc.fill_null(values, False))
-    opted_out = int(pc.sum(opted).as_py() or 0)
-    no_consent = int(pc.sum(no_choice).as_py() or 0)
-    exported = pc.and_(keep, pc.invert(pc.or_(opted, no_choice)))
-    kept, left_out = table.filter(exported), table.filter(pc.invert(exported))
-    return kept.drop_columns(["_matched"]), left_out, unmatched, opted_out, no_consent
 
 
 def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
