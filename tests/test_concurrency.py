@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from algolia_profiles_source.extract.concurrency import ConcurrencyController, InFlightGate
-from algolia_profiles_source.extract.windows import Window, WindowPlanner
+from algolia_profiles_source.extract.windows import MIN_WINDOW_SHARE, WINDOWS_PER_CALL, Window, WindowPlanner
 from algolia_profiles_source.http.rate_limit import RateGovernor
 from tests.conftest import assert_warehouse_equals_emulator, run
 
@@ -35,13 +35,34 @@ def test_the_governor_measures_the_window_and_the_allowed_rate():
     assert governor.allowed_rate() is None  # nothing known before an answer
     governor.acquire()
     governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1030"})
-    assert governor.window_seconds is None and governor.allowed_rate() == pytest.approx(400 / 60)  # documented minute
+    assert governor.window_seconds is None and governor.allowed_rate() == pytest.approx(400 / 30)  # opened 30 s to the reset
+    assert ConcurrencyController(governor).measured()
     governor.acquire()
     governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1036"})
     assert governor.window_seconds == 6 and governor.allowed_rate() == pytest.approx(400 / 6)
     governor.acquire()
     governor.observe({"x-ratelimit-limit": "500", "x-ratelimit-remaining": "499", "x-ratelimit-reset": "1048"})
     assert governor.window_seconds == 6  # an idle export skipped a window: the smallest step stays
+
+
+def test_the_window_estimate_is_the_longest_time_from_a_call_to_its_reset():
+    now = [1000.0]
+    governor = RateGovernor(max_share=1, clock=lambda: now[0], sleep=lambda s: None)
+    governor.acquire()
+    now[0] = 1000.4  # the answer came 0.4 s after the call was sent
+    governor.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "59", "x-ratelimit-reset": "1006"},
+                     sent_at=1000.0)
+    assert governor.window_estimate == pytest.approx(6) and governor.allowed_rate() == pytest.approx(10)
+    governor.acquire()
+    governor.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "58", "x-ratelimit-reset": "1006"},
+                     sent_at=1000.4)
+    assert governor.window_estimate == pytest.approx(6)  # later calls of the window see less: the longest stays
+    busy = RateGovernor(max_share=1, clock=lambda: 1000.0, sleep=lambda s: None)
+    busy.acquire()  # the window had 20 calls of other clients: it opened earlier, its reset says nothing
+    busy.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "39", "x-ratelimit-reset": "1002"},
+                 sent_at=1000.0)
+    assert busy.window_estimate is None and busy.allowed_rate() == pytest.approx(1)  # the documented minute
+    assert RateGovernor().allowed_rate() is None and not ConcurrencyController(RateGovernor()).measured()
 
 
 @pytest.mark.parametrize("latency", [0.05, 0.3, 1.0, 2.0, 4.0])
@@ -114,7 +135,8 @@ def test_planned_windows_cover_the_run_without_gaps_and_shrink_towards_the_end()
     assert ordered[0].start == run_window.start and ordered[0].exact_start and ordered[-1].end is None
     assert all(a.end == b.start for a, b in zip(ordered, ordered[1:]))  # no gap, no overlap
     sizes = [samples for _, samples in windows]
-    assert sum(sizes) == 1000 and sizes[0] == 125 and sizes[0] > sizes[len(sizes) // 2] > sizes[-2]
+    assert sum(sizes) == 1000 and sizes[0] == 1000 // (4 * WINDOWS_PER_CALL)
+    assert sizes[0] > sizes[len(sizes) // 2] > sizes[-2] >= 1000 * MIN_WINDOW_SHARE  # few small windows
 
 
 def test_once_windows_are_measured_none_is_planned_below_the_minimum_pages():

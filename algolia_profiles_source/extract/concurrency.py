@@ -81,8 +81,10 @@ class ConcurrencyController:
         return max(1, min(self.ceiling, math.ceil(HEADROOM * needed + HEADROOM_CALLS)))
 
     def measured(self) -> bool:
-        """Whether :meth:`target` rests on a measured rate-limit window (not the documented one)."""
-        return self.fixed is not None or self.governor.window_seconds is not None
+        """Whether :meth:`target` rests on the rate-limit window the answers showed (measured or
+        estimated), not on the documented one."""
+        governor = self.governor
+        return self.fixed is not None or governor.window_seconds is not None or governor.window_estimate is not None
 
 
 class InFlightGate:

@@ -51,11 +51,13 @@ EDGE = timedelta(seconds=1)
 SPLIT_AFTER_PAGES = 2
 # and decides by this many pages at the latest, measured rate-limit window or not.
 DECIDE_WITHIN_PAGES = 4
-# A window is never planned smaller than this many pages (each window ends with a partial page).
+# Each window ends with a partial page, one request more than its profiles need: a window is never
+# planned smaller than this many pages, nor than this share of the run's sample.
 MIN_WINDOW_PAGES = 6
+MIN_WINDOW_SHARE = 1 / 16
 # Each window gets 1/(this × calls in flight) of what is left: windows finish at different times
 # (sampled sizes are estimates), and smaller ones let the others catch up before the last ends.
-WINDOWS_PER_CALL = 2
+WINDOWS_PER_CALL = 1
 # Threads started at once when the walk splits; more follow one per page handed over (the
 # consumer's pace is not known yet, so the target may still drop).
 FIRST_WAVE = 8
@@ -127,10 +129,11 @@ class WindowPlanner:
     """Carves the run's window into windows to walk, one at a time, as workers ask for them.
 
     ``sample`` is the ``lastUpdatedAt`` of the run's first pages: pages come in ``userID`` order, so
-    they are a random sample of the whole range. Each window gets about ``1/(2 × target)`` of what
-    is left (guided self-scheduling: big windows first, small ones at the end, so that the walk does
-    not end with one long window walked alone), and never fewer than :data:`MIN_WINDOW_PAGES`
-    pages' worth once finished windows tell how many profiles a sampled timestamp stands for. A
+    they are a random sample of the whole range. Each window gets about ``1/target`` of what is left
+    (guided self-scheduling: big windows first, small ones at the end, so that the walk does not end
+    with one long window walked alone), and never less than :data:`MIN_WINDOW_SHARE` of the sample
+    nor, once finished windows tell how many profiles a sampled timestamp stands for, fewer than
+    :data:`MIN_WINDOW_PAGES` pages' worth. A
     batch of profiles sharing one timestamp cannot be cut: one at least as big as a window is
     walked first, on its own, since it is the longest walk of the run. Thread-safe.
     """
@@ -181,10 +184,11 @@ class WindowPlanner:
             self._profiles_read += profiles
 
     def _min_samples(self) -> int:
+        share = math.ceil(len(self.stamps) * MIN_WINDOW_SHARE)
         if not self._samples_read or not self._profiles_read:
-            return 1  # nothing finished yet: no idea how many profiles a sample stands for
+            return share  # nothing finished yet: no idea how many profiles a sample stands for
         per_sample = self._profiles_read / self._samples_read
-        return math.ceil(self.min_pages * self.page_size / per_sample)
+        return max(share, math.ceil(self.min_pages * self.page_size / per_sample))
 
     def _biggest_free_batch(self) -> tuple[int, int] | None:
         for start, end in self._batches:

@@ -10,8 +10,8 @@ flight may not be in it yet: the governor subtracts them, and never lets an answ
 that is already over speak for the current one.
 
 It also measures what the walk's concurrency controller (:mod:`..extract.concurrency`) needs: the
-length of a rate-limit window (the step between two ``x-ratelimit-reset`` values; the documented
-minute until one is seen), hence the calls per second this export may make, and the time a call
+length of a rate-limit window (the step between two ``x-ratelimit-reset`` values; until one is
+seen, the time from a call's sending to its window's reset), hence the calls per second this export may make, and the time a call
 takes once it is sent (:meth:`RateGovernor.record_latency`).
 """
 
@@ -34,7 +34,7 @@ _RESET_MARGIN = 0.05
 _MAX_RESET_WAIT = 120.0
 # How often a call re-checks while the window's reset time is not known yet.
 _POLL = 0.05
-# The API's documented window (500 calls per minute), assumed until two resets show the real one.
+# The API's documented window (500 calls per minute), assumed until an answer tells its reset.
 DOCUMENTED_WINDOW_SECONDS = 60.0
 # Answers the uncongested latency is the median of.
 _BASE_SAMPLES = 5
@@ -62,6 +62,7 @@ class RateGovernor:
     throttled: int = 0
     peak_in_flight: int = 0
     window_seconds: float | None = None  # measured: the step between two reset instants
+    window_estimate: float | None = None  # until then: the longest a sent call saw to its window's reset
     latency: float | None = None  # running mean of seconds per call, from sent to parsed
     base_latency: float | None = None  # a large answer's time before calls queue (see record_latency)
     _largest_body: int = field(default=0, repr=False)
@@ -109,11 +110,12 @@ class RateGovernor:
 
     def allowed_rate(self) -> float | None:
         """Calls per second this export may make: its share of the limit per window (None until
-        an answer told the limit). The window is the documented minute until one was measured."""
+        an answer told the limit). The window is the measured one, else the estimate, else the
+        documented minute (see :meth:`observe`)."""
         with self._lock:
             if self.limit is None:
                 return None
-            window = self.window_seconds or DOCUMENTED_WINDOW_SECONDS
+            window = self.window_seconds or self.window_estimate or DOCUMENTED_WINDOW_SECONDS
             return (self.limit - self.reserve) / window
 
     def record_latency(self, seconds: float, body_bytes: int = 0) -> None:
@@ -134,8 +136,16 @@ class RateGovernor:
                 self._first_large.append(seconds)
                 self.base_latency = sorted(self._first_large)[len(self._first_large) // 2]
 
-    def observe(self, headers: Mapping[str, str], throttled: bool = False) -> float | None:
-        """Records the answer to one acquired call.
+    def observe(self, headers: Mapping[str, str], throttled: bool = False,
+                sent_at: float | None = None) -> float | None:
+        """Records the answer to one acquired call, sent at ``sent_at`` (on :attr:`clock`).
+
+        Until two resets show the window's length, the time from sending a call that opened its
+        window (its answer counts no earlier call) to that window's reset stands for it
+        (:attr:`window_estimate`): when the quota is idle, as it is for most exports, the walk's
+        first call opens a window, and the reset is a window away (rounded up to a whole second).
+        When the application's other clients keep the quota busy, no call of ours opens a window
+        and the documented minute stands until the first reset is measured.
 
         Returns the seconds until the window resets when the answer was throttled, else None.
         """
@@ -148,6 +158,7 @@ class RateGovernor:
                 self.limit = limit
             if reset is not None:
                 self._measure_window(reset)
+                self._estimate_window(reset, remaining, sent_at)
                 window_end = reset + _RESET_MARGIN
                 if window_end <= self.window_over or (
                     self.reset_at is not None and window_end < self.reset_at
@@ -170,6 +181,15 @@ class RateGovernor:
                 self.remaining = 0
                 return max(0.0, min(self.reset_at - self.clock(), _MAX_RESET_WAIT))
         return None
+
+    def _estimate_window(self, reset: int, remaining: int | None, sent_at: float | None) -> None:
+        """The time from sending a call to its window's reset, when the call opened the window (no
+        other call of it counted before: a live site's calls or ours still in flight)."""
+        if remaining is None or self.limit is None or remaining + self.in_flight + 1 < self.limit:
+            return
+        ahead = reset - (self.clock() if sent_at is None else sent_at)
+        if 0 < ahead <= _MAX_RESET_WAIT and ahead > (self.window_estimate or 0):
+            self.window_estimate = ahead
 
     def _measure_window(self, reset: int) -> None:
         """A reset later than the last one seen is the next window's: the step is the window's

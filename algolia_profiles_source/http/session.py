@@ -74,12 +74,12 @@ class AlgoliaSession(requests.Session):
             self.governor.acquire()
             self.stats["requests"] += 1
             response: requests.Response | None = None
-            sent = time.monotonic()
+            sent, sent_at = time.monotonic(), self.governor.clock()
             try:
                 response = super().send(request, **kwargs)  # runs dlt's raise-for-status hook, if set
                 if response.status_code >= 400:  # RESTClient.get/request set no hook: same policy
                     raise HTTPError(f"HTTP {response.status_code}", response=response)
-                self.governor.observe(response.headers)
+                self.governor.observe(response.headers, sent_at=sent_at)
                 _parse_json_once(response)
                 self.governor.record_latency(time.monotonic() - sent, len(response.content))
                 return response
@@ -88,7 +88,7 @@ class AlgoliaSession(requests.Session):
                 status = response.status_code if response is not None else 0
                 is_throttle = status in settings.THROTTLE_STATUSES
                 reset_wait = self.governor.observe(
-                    response.headers if response is not None else {}, throttled=is_throttle
+                    response.headers if response is not None else {}, throttled=is_throttle, sent_at=sent_at
                 )
                 if status not in settings.RETRY_STATUSES:
                     raise
