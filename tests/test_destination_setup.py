@@ -1,5 +1,6 @@
-"""Bad destination set-up: a missing driver, missing credentials, an unreachable host or an unknown
-name gets one line that says what to install or set, exit 2, and no folder is made."""
+"""Bad destination set-up on Snowflake, BigQuery and Postgres: a missing driver, missing credentials,
+an unreachable host or an unknown name gets one line that says what to install, set or fix, exit 2,
+and no folder is made."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ def test_missing_credentials_name_each_setting_and_make_no_folder(destination, s
     assert not (tmp_path / "work").exists()
 
 
-@pytest.mark.parametrize("destination, module", [("snowflake", "snowflake"), ("bigquery", "google.cloud.bigquery")])
+@pytest.mark.parametrize("destination, module", [
+    ("snowflake", "snowflake"), ("bigquery", "google.cloud.bigquery"), ("postgres", "psycopg2"),
+])
 def test_a_missing_driver_names_the_extra_to_install(destination, module, tmp_path):
     line = _one_line_error(_cli(["segments", "sizes", "--destination", destination, "--dir", "work"], tmp_path,
                                 hide_module=module))
@@ -47,15 +50,43 @@ def test_a_missing_driver_names_the_extra_to_install(destination, module, tmp_pa
     assert not (tmp_path / "work").exists()
 
 
-def test_an_unreachable_host_is_one_line(tmp_path):
+def _private_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def _unreachable(destination: str, port: int) -> dict:
+    """Credentials whose host is a loopback port nothing accepts on (a refused connection)."""
+    if destination == "postgres":
+        return {"DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://user:pw-3f9a1c@127.0.0.1:{port}/db"}
+    if destination == "snowflake":  # the connector's own host/port/protocol, passed through dlt's query
+        return {"DESTINATION__SNOWFLAKE__CREDENTIALS":
+                f"snowflake://loader:pw-3f9a1c@myorg-account/DB?host=127.0.0.1&port={port}&protocol=http"}
+    # a service account whose token endpoint (the first request) refuses; retried for 2 s
+    return {"DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID": "my-project",
+            "DESTINATION__BIGQUERY__CREDENTIALS__CLIENT_EMAIL": "loader@my-project.iam.gserviceaccount.com",
+            "DESTINATION__BIGQUERY__CREDENTIALS__PRIVATE_KEY": _private_key(),
+            "DESTINATION__BIGQUERY__CREDENTIALS__TOKEN_URI": f"http://127.0.0.1:{port}/token",
+            "DESTINATION__BIGQUERY__RETRY_DEADLINE": "2"}
+
+
+@pytest.mark.parametrize("destination, command", [
+    ("postgres", "status"), ("snowflake", "load"), ("bigquery", "segments sizes"),
+])
+def test_an_unreachable_host_is_one_line_and_makes_no_folder(destination, command, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on: bound, never accepting
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         line = _one_line_error(_cli(
-            ["status", "--destination", "postgres", "--dir", "work"], tmp_path,
-            {"DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://user:pw-3f9a1c@127.0.0.1:{port}/db"}))
-    assert "cannot connect to the destination" in line and "check its host, port" in line
-    assert "pw-3f9a1c" not in line
+            [*command.split(), "--destination", destination, "--dir", "work"], tmp_path,
+            _unreachable(destination, port)))
+    assert f"cannot connect to the destination {destination}" in line and "check its host, port" in line
+    assert "pw-3f9a1c" not in line and "PRIVATE KEY" not in line
+    assert not (tmp_path / "work").exists()
 
 
 def test_an_unknown_destination_lists_the_known_ones(tmp_path):

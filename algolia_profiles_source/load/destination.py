@@ -1,8 +1,12 @@
-"""A destination checked before a pipeline is made: its driver installed and its credentials
-configured, each failure one line that says what to install or set (nothing is written first)."""
+"""A destination checked before a pipeline is made: its driver installed, its credentials
+configured and its host reachable, each failure one line that says what to install, set or fix
+(nothing is written first)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..exceptions import ConfigurationError, causes
@@ -12,7 +16,8 @@ EXTRAS = {"postgres": "postgres", "snowflake": "snowflake", "bigquery": "bigquer
 
 def check_destination(destination: Any, pipeline_name: str, dataset_name: str) -> None:
     """Raises :class:`ConfigurationError` when ``destination`` (a name or a dlt destination) lacks its
-    driver or a credential that dlt would ask for at the first connection."""
+    driver or a credential that dlt would ask for at the first connection, or cannot be reached
+    (one connection, see :func:`check_reachable`)."""
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
     from dlt.common.configuration.resolve import inject_section
     from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
@@ -35,9 +40,65 @@ def check_destination(destination: Any, pipeline_name: str, dataset_name: str) -
     initial.dataset_name = dataset_name
     try:
         with inject_section(ConfigSectionContext(pipeline_name=pipeline_name)):
-            reference.configuration(initial)
+            config = reference.configuration(initial)
     except ConfigFieldMissingException as error:
         raise ConfigurationError(missing_settings(error, f"destination {name}")) from None
+    check_reachable(reference, config, pipeline_name)
+
+
+def check_reachable(reference: Any, config: Any, pipeline_name: str) -> None:
+    """Connects once with dlt's own client (``config``: the resolved destination configuration) and
+    raises :class:`ConfigurationError` when the host cannot be reached. BigQuery's client connects
+    lazily, so it makes one cheap call (a page of one dataset), retried within the destination's
+    ``retry_deadline``: the queries dlt runs through the DB-API retry for up to ten minutes."""
+    from dlt.common.schema import Schema
+
+    try:
+        sql_client = reference.client(Schema(pipeline_name), config).sql_client
+    except AttributeError:  # a destination without SQL (files, a custom sink): nothing to reach
+        return
+    try:
+        with _driver_warnings_quiet(), sql_client as client:
+            if reference.destination_type.endswith(".bigquery"):
+                _list_one_dataset(client.native_connection, config)
+    except Exception as error:  # noqa: BLE001 - only a connection failure is reported here
+        unreachable = connection_failure(error)
+        if unreachable is None:
+            raise
+        raise ConfigurationError(
+            f"cannot connect to the destination {reference.destination_name} ({unreachable}): check its"
+            f" host, port and credentials in .dlt/secrets.toml [destination.{reference.destination_name}"
+            ".credentials], and that it is running and reachable from here"
+        ) from None
+
+
+def _list_one_dataset(bigquery_client: Any, config: Any) -> None:
+    from google.cloud import bigquery
+
+    retry = bigquery.DEFAULT_RETRY.with_deadline(config.retry_deadline)
+    datasets = bigquery_client.list_datasets(max_results=1, retry=retry, timeout=config.http_timeout)
+    next(iter(datasets.pages), None)
+
+
+#: loggers of the drivers that log each retry of a connection as a WARNING
+_DRIVER_LOGGERS = ("snowflake.connector", "urllib3", "google")
+
+
+@contextmanager
+def _driver_warnings_quiet() -> Iterator[None]:
+    """Unless INFO is on (``-v``), the drivers' retry warnings stay out of the one-line error."""
+    loggers = [logging.getLogger(name) for name in _DRIVER_LOGGERS]
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        yield
+        return
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def missing_settings(error: Any, what: str) -> str:
