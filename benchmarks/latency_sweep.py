@@ -57,7 +57,7 @@ class WalkLog(logging.Handler):
 def walk(args: argparse.Namespace, workdir: Path, name: str, latency: float, limited: bool, **source: object) -> dict:
     limit = dict(rate_limit=args.limit, rate_window=args.window) if limited else dict(rate_limit=10**9, rate_window=60)
     log = WalkLog()
-    logger = logging.getLogger("algolia_profiles_source.extract.windows")
+    logger = logging.getLogger("algolia_profiles_source.extract.concurrent_walk")
     logger.addHandler(log)
     logger.setLevel(logging.INFO)
     try:

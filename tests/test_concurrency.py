@@ -163,7 +163,7 @@ def test_an_adaptive_walk_keeps_more_calls_in_flight_than_four_windows_where_fou
 ):
     # 20 calls a second allowed; a page takes 0.3 s: four calls in flight would make 13 calls a second
     emu = emulator_factory(n_users=2000, latency=0.3, rate_limit=20, rate_window=1.0)
-    caplog.set_level("INFO", logger="algolia_profiles_source.extract.windows")
+    caplog.set_level("INFO", logger="algolia_profiles_source.extract.concurrent_walk")
     result = run(pipeline_factory(), emu, page_size=25, concurrency=None, max_share=1.0)
     assert_warehouse_equals_emulator(result.pipeline, emu)
     windows, peak, per_call = next(

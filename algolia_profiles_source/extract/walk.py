@@ -31,7 +31,8 @@ from .progress import report_page
 from .read_ahead import read_ahead
 from .seen_ids import SeenIds
 from .transform import page_to_tables
-from .windows import WalkStats, Window, walk_concurrently
+from .concurrent_walk import WalkStats, walk_concurrently
+from .windows import Window
 
 logger = logging.getLogger(__name__)
 

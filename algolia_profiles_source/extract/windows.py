@@ -1,56 +1,37 @@
-"""Concurrent walks of ``GET /2/users`` over ``lastUpdatedAt`` windows.
+"""Windows of ``lastUpdatedAt``: the parts a run's profiles are walked in at the same time.
 
-One cursor walk is sequential by nature: each page needs the previous page's token. With hundreds
-of milliseconds per page, a single walk uses a fraction of the application's quota. ``startDate`` /
-``endDate`` partition the profiles by ``lastUpdatedAt``, so disjoint windows can be walked at the
-same time, each with its own cursor, all paced by the one shared
-:class:`~.rate_limit.RateGovernor`; :mod:`.concurrency` decides how many calls to keep in flight.
-
-The walk starts with one window. Once its first pages show that one call in flight cannot use the
-export's share of the quota, it is cut into windows (:class:`WindowPlanner`) at the timestamps read
-so far (a random sample of the window, since pages are ordered by ``userID``). A small incremental
-run therefore costs what a sequential walk costs, and a large export fans out after its first few
-requests; the pages read before the split are read again by the windows (a few requests per run),
-and each window's last page is a partial one. A batch of profiles sharing one timestamp cannot be
-split and is walked on its own: the largest such batch bounds how fast a run can be, whatever the
-quota (its pages, one after the other).
+``startDate`` / ``endDate`` partition the profiles by ``lastUpdatedAt``, so disjoint windows can be
+walked at the same time, each with its own cursor (:mod:`.concurrent_walk`). :class:`WindowPlanner`
+carves the run's window at timestamps read from its first pages (a random sample of the window,
+since pages are ordered by ``userID``). A batch of profiles sharing one timestamp cannot be split
+and is walked on its own: the largest such batch bounds how fast a run can be, whatever the quota
+(its pages, one after the other).
 
 Windows repeat profiles in two ways that are handled here: cuts are requested widened by a second on
 each side (the API does not document whether its bounds are inclusive), and each window keeps only
 the profiles inside its own half-open range (the run's own ``startDate``/``endDate`` are sent
-exactly and not re-checked); a window that splits hands over none of the pages it read before
-splitting, since its parts read them again. A third way is not: a profile updated during the walk
-moves to a newer timestamp and may be read again by a window walked later, so the source still drops
-repeats by user ID (first sighting wins).
+exactly and not re-checked). A third way is not: a profile updated during the walk moves to a newer
+timestamp and may be read again by a window walked later, so the source still drops repeats by user
+ID (first sighting wins).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import queue
 import threading
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from collections.abc import Callable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..http.page import Page, keep, timestamps
 from ..times import format_rfc3339, parse_datetime
-from .concurrency import ConcurrencyController, InFlightGate
 from .transform import TIMESTAMP, parse_timestamps_or_null
 
-logger = logging.getLogger(__name__)
-
 EDGE = timedelta(seconds=1)
-# The run's window splits after this many full pages at the earliest (a shorter run never splits),
-SPLIT_AFTER_PAGES = 2
-# and decides by this many pages at the latest, measured rate-limit window or not.
-DECIDE_WITHIN_PAGES = 4
 # Each window ends with a partial page, one request more than its profiles need: a window is never
 # planned smaller than this many pages, nor than this share of the run's sample.
 MIN_WINDOW_PAGES = 6
@@ -58,11 +39,6 @@ MIN_WINDOW_SHARE = 1 / 16
 # Each window gets 1/(this × calls in flight) of what is left: windows finish at different times
 # (sampled sizes are estimates), and smaller ones let the others catch up before the last ends.
 WINDOWS_PER_CALL = 1
-# Threads started at once when the walk splits; more follow one per page handed over (the
-# consumer's pace is not known yet, so the target may still drop).
-FIRST_WAVE = 8
-# Pages read and not yet taken by the consumer: enough to keep it busy, few enough to stay flat.
-PAGES_QUEUED = 4
 
 
 @dataclass(frozen=True)
@@ -217,191 +193,6 @@ class WindowPlanner:
             pieces.append((parts.pop(0), end, hi))
         self._free[k:k] = pieces
         return taken, end - start
-
-
-@dataclass
-class WalkStats:
-    """What a concurrent walk did: the windows it walked and the most calls it had in flight."""
-
-    windows: int = 0
-    peak_in_flight: int = 0
-
-
-def walk_concurrently(
-    make_client: Callable[[], Any],
-    base_params: dict[str, Any],
-    window: Window,
-    controller: ConcurrencyController,
-    page_size: int,
-    split_after: int = SPLIT_AFTER_PAGES,
-    decide_within: int = DECIDE_WITHIN_PAGES,
-    stats: WalkStats | None = None,
-) -> Iterator[Page]:
-    """Yields pages of profiles (see :mod:`..http.page`) of ``window``, walked by as many threads as
-    ``controller`` asks for; fills ``stats`` when given.
-
-    One thread walks the whole window first. Once it has read ``split_after`` full pages and the
-    controller wants more than one call in flight, the window is handed to a
-    :class:`WindowPlanner` and the pages read so far are dropped (the windows read them again);
-    until the rate-limit window is measured the decision waits, up to ``decide_within`` pages. A
-    walk that stays at one call in flight never splits: it costs what a sequential walk costs.
-    Threads are added (up to :data:`FIRST_WAVE` at the split, then one per page handed over)
-    while the controller wants more calls in flight
-    and the consumer keeps up (the queue of pages is not full); an :class:`InFlightGate` caps the
-    calls in flight, a page waiting for the consumer included, when the target drops.
-    """
-    stats = stats if stats is not None else WalkStats()
-    stop = threading.Event()
-    pages: queue.Queue[Any] = queue.Queue(maxsize=PAGES_QUEUED)  # bounded: memory stays flat
-    gate = InFlightGate(controller.target, stop.is_set)
-    done = object()
-    lock = threading.Lock()
-    threads: list[threading.Thread] = []
-    state: dict[str, Any] = {"alive": 0, "planner": None}
-
-    def hand_over(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                pages.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def gated(pages_of: Iterator[Page]) -> Iterator[Page]:
-        """The pages of ``pages_of``, each fetched and handed over inside the gate: a page waiting
-        for the consumer holds its place, so that pages in memory stay within the target too."""
-        try:
-            while gate.enter():
-                try:
-                    page = next(pages_of, None)
-                    if page is None or stop.is_set():
-                        return
-                    yield page
-                finally:
-                    gate.leave()
-        finally:
-            pages_of.close()  # type: ignore[attr-defined]
-
-    def spawn(first: bool = False) -> None:
-        with lock:
-            planner = state["planner"]
-            if not first and (
-                planner is None or not planner.has_work() or stop.is_set()
-                or state["alive"] >= controller.target() or pages.full()
-            ):
-                return
-            state["alive"] += 1
-            thread = threading.Thread(target=run, args=(first,), name=f"algolia-walk-{len(threads)}", daemon=True)
-            threads.append(thread)
-        thread.start()
-
-    def walk_first(client: Any) -> bool:
-        """The run's window, until it splits or ends; then its share of the windows (True when
-        this thread retired from them)."""
-        sample: list[str | None] = []
-        held: list[Page] = []  # the first pages, handed over once the window will not split
-        deciding = True
-        for number, page in enumerate(gated(client.iter_user_pages(window.params(base_params))), start=1):
-            if not deciding:
-                if not hand_over(page):
-                    return False
-                continue
-            held.append(page)
-            sample.extend(timestamps(page))
-            full = len(page) >= page_size
-            if full and number >= split_after and controller.target() > 1 and (
-                controller.measured() or number >= decide_within
-            ):
-                planner = WindowPlanner(window, sample, page_size)
-                if planner.splittable():
-                    logger.info("splitting the walk into windows of lastUpdatedAt (%d calls in flight)",
-                                controller.target())
-                    with lock:
-                        state["planner"] = planner
-                    for _ in range(min(controller.target(), FIRST_WAVE) - 1):
-                        spawn()
-                    return walk_windows(client, planner)
-            if not full or number >= decide_within or (
-                number >= split_after and controller.measured() and controller.target() == 1
-            ):
-                deciding = False
-                for kept in held:
-                    if not hand_over(kept):
-                        return False
-                held = []
-        for kept in held:  # a window shorter than the pages needed to decide
-            if not hand_over(kept):
-                return False
-        return False
-
-    def walk_windows(client: Any, planner: WindowPlanner) -> bool:
-        """Walks windows until none is left (False) or fewer threads are wanted (True: this one
-        retired, and is no longer counted)."""
-        while not stop.is_set():
-            with lock:
-                if state["alive"] > max(1, controller.target()):
-                    state["alive"] -= 1  # fewer calls in flight wanted: the others walk the rest
-                    return True
-            taken = planner.next_window(controller.target())
-            if taken is None:
-                return False
-            part, samples = taken
-            profiles = 0
-            for page in gated(client.iter_user_pages(part.params(base_params))):
-                page = part.inside(page)
-                profiles += len(page)
-                if not hand_over(page):
-                    return False
-                spawn()
-            planner.finished(samples, profiles)
-        return False
-
-    def run(first: bool) -> None:
-        retired = False
-        try:
-            client = make_client()
-            if first:
-                retired = walk_first(client)
-            else:
-                retired = walk_windows(client, state["planner"])
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer
-            hand_over(error)
-            stop.set()
-        finally:
-            if not retired:
-                with lock:
-                    state["alive"] -= 1
-                    last = state["alive"] == 0
-                if last:
-                    hand_over(done)
-
-    spawn(first=True)
-    try:
-        while True:
-            item = pages.get()
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            handed = time.monotonic()
-            yield item
-            controller.record_consumer(time.monotonic() - handed)
-    finally:
-        stop.set()
-        with lock:
-            running = list(threads)
-        while any(t.is_alive() for t in running):
-            try:  # unblock producers waiting on a full queue
-                pages.get_nowait()
-            except queue.Empty:
-                pass
-            for thread in running:
-                thread.join(timeout=0.05)
-        stats.windows = state["planner"].windows if state["planner"] is not None else 1
-        stats.peak_in_flight = gate.peak
-        logger.info("walked %d window(s), at most %d calls in flight (%.3f s per call)", stats.windows,
-                    stats.peak_in_flight, controller.governor.latency or 0.0)
 
 
 def _timestamp(text: str | None) -> datetime | None:
