@@ -59,59 +59,74 @@ def live_users(target: Target) -> exp.Select:
     )
 
 
+def _view(target: Target, name: str, select: exp.Expression) -> Statement:
+    """Create (or replace) the dataset's view ``name`` as ``select``."""
+    return Statement(
+        f"view {name}", exp.Create(this=target.table(name), kind="VIEW", replace=True, expression=select)
+    )
+
+
 def model_statements(target: Target, has_config: bool = True, has_history: bool = False) -> list[Statement]:
     """Staging views, affinity_index_coverage, affinity_catalog (tables) and user_top_affinities
     (view); with ``has_history`` (``user_affinities_history`` is loaded), the trend models too."""
-    d = target.dialect
+    statements = _staging_views(target, has_config)
+    coverage = _index_coverage(target, has_config)
+    statements += replace_table(target, INDEX_COVERAGE, coverage, f"table {INDEX_COVERAGE}")
+    statements += replace_table(target, CATALOG, _affinity_catalog(target), f"table {CATALOG}")
+    # a view: the strongest values of one user are read on demand, not written for every user
+    statements.append(_view(target, TOP_AFFINITIES, _top_affinities(target)))
+    if has_history:
+        statements += history_model_statements(target)
+    return statements
+
+
+def _staging_views(target: Target, has_config: bool) -> list[Statement]:
+    """The staging views of the users and affinities not deleted at reconcile, and with
+    ``has_config`` the personalization configuration's."""
     statements = [
-        Statement(
-            f"view {STG_USERS}",
-            exp.Create(this=target.table(STG_USERS), kind="VIEW", replace=True, expression=live_users(target)),
-        ),
-        Statement(
-            f"view {STG_AFFINITIES}",
-            exp.Create(
-                this=target.table(STG_AFFINITIES), kind="VIEW", replace=True,
-                # every affinity row has its user's row (they are loaded and merged together), so
-                # "not of a deleted user" is "of a live user": an anti-join with the few deleted
-                # users costs DuckDB 30% less on the catalog than a semi-join with every live one
-                expression=dialects.parse(
-                    "SELECT a.user_id, a.name, a.value, a.score, a.indices, a.last_updated_at"
-                    " FROM :affinities AS a WHERE NOT EXISTS"
-                    " (SELECT 1 FROM :users AS u WHERE u.user_id = a.user_id AND u.deleted_at IS NOT NULL)",
-                    affinities=target.table(AFFINITIES), users=target.table(USERS),
-                ),
-            ),
-        ),
+        _view(target, STG_USERS, live_users(target)),
+        # every affinity row has its user's row (they are loaded and merged together), so
+        # "not of a deleted user" is "of a live user": an anti-join with the few deleted
+        # users costs DuckDB 30% less on the catalog than a semi-join with every live one
+        _view(target, STG_AFFINITIES, dialects.parse(
+            "SELECT a.user_id, a.name, a.value, a.score, a.indices, a.last_updated_at"
+            " FROM :affinities AS a WHERE NOT EXISTS"
+            " (SELECT 1 FROM :users AS u WHERE u.user_id = a.user_id AND u.deleted_at IS NOT NULL)",
+            affinities=target.table(AFFINITIES), users=target.table(USERS),
+        )),
     ]
     if has_config:
-        statements.append(Statement(
-            f"view {STG_CONFIG}",
-            exp.Create(
-                this=target.table(STG_CONFIG), kind="VIEW", replace=True,
-                expression=dialects.parse(
-                    "SELECT c.index AS index_name, c.affinities, c.status, c.last_updated_at FROM :config AS c",
-                    config=target.table(CONFIG),
-                ),
-            ),
-        ))
-        coverage = dialects.parse(
-            "SELECT a.name, a.value, c.index_name, COUNT(*) AS users FROM :affinities AS a"
-            " JOIN :config AS c ON :contains GROUP BY a.name, a.value, c.index_name",
-            affinities=table_ref(target, STG_AFFINITIES), config=target.table(STG_CONFIG),
-            contains=dialects.json_array_contains(
-                exp.column("indices", "a"), exp.column("index_name", "c"), d
-            ),
-        )
-    else:
-        coverage = dialects.parse(
+        statements.append(_view(target, STG_CONFIG, dialects.parse(
+            "SELECT c.index AS index_name, c.affinities, c.status, c.last_updated_at FROM :config AS c",
+            config=target.table(CONFIG),
+        )))
+    return statements
+
+
+def _index_coverage(target: Target, has_config: bool) -> exp.Expression:
+    """The select of ``affinity_index_coverage``: per (name, value) and index, the users whose
+    affinity counts for that index; without a configuration, no rows of the same columns."""
+    if not has_config:
+        return dialects.parse(
             "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS value,"
             " CAST(NULL AS TEXT) AS index_name, CAST(0 AS BIGINT) AS users WHERE 1 = 0"
         )
-    statements += replace_table(target, INDEX_COVERAGE, coverage, f"table {INDEX_COVERAGE}")
+    return dialects.parse(
+        "SELECT a.name, a.value, c.index_name, COUNT(*) AS users FROM :affinities AS a"
+        " JOIN :config AS c ON :contains GROUP BY a.name, a.value, c.index_name",
+        affinities=table_ref(target, STG_AFFINITIES), config=target.table(STG_CONFIG),
+        contains=dialects.json_array_contains(
+            exp.column("indices", "a"), exp.column("index_name", "c"), target.dialect
+        ),
+    )
 
+
+def _affinity_catalog(target: Target) -> exp.Expression:
+    """The select of ``affinity_catalog``: per (name, value), its users, their share of all users,
+    the score's spread, the last update and how many indices it counts for."""
+    d = target.dialect
     score = exp.column("score", "a")
-    catalog = dialects.parse(
+    return dialects.parse(
         "SELECT a.name, a.value, COUNT(*) AS users,"
         " CAST(COUNT(*) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
         " MIN(a.score) AS score_min, AVG(a.score) AS score_avg, :p50 AS score_p50, :p90 AS score_p90,"
@@ -125,24 +140,19 @@ def model_statements(target: Target, has_config: bool = True, has_history: bool 
         coverage=target.table(INDEX_COVERAGE),
         p50=dialects.percentile(score, 0.5, d), p90=dialects.percentile(score, 0.9, d),
     )
-    statements += replace_table(target, CATALOG, catalog, f"table {CATALOG}")
 
-    top = dialects.parse(
+
+def _top_affinities(target: Target) -> exp.Expression:
+    """The select of ``user_top_affinities``: each user's strongest values per affinity name
+    (at most :data:`TOP_AFFINITIES_PER_NAME`), ranked by score."""
+    return dialects.parse(
         "SELECT r.user_id, r.name, r.value, r.score, r.affinity_rank FROM ("
         " SELECT a.user_id, a.name, a.value, a.score, ROW_NUMBER() OVER"
         " (PARTITION BY a.user_id, a.name ORDER BY a.score DESC, :value_order) AS affinity_rank"
         " FROM :affinities AS a) AS r WHERE r.affinity_rank <= :n",
         affinities=table_ref(target, STG_AFFINITIES), n=TOP_AFFINITIES_PER_NAME,
-        value_order=dialects.binary_order(exp.column("value", "a"), d),
+        value_order=dialects.binary_order(exp.column("value", "a"), target.dialect),
     )
-    # a view: the strongest values of one user are read on demand, not written for every user
-    statements.append(Statement(
-        f"view {TOP_AFFINITIES}",
-        exp.Create(this=target.table(TOP_AFFINITIES), kind="VIEW", replace=True, expression=top),
-    ))
-    if has_history:
-        statements += history_model_statements(target)
-    return statements
 
 
 def valid_at(at: exp.Expression, alias: str) -> exp.Expression:
@@ -178,10 +188,7 @@ def history_model_statements(target: Target) -> list[Statement]:
         " h._dlt_valid_to AS valid_to FROM :history AS h WHERE h.name <> :marker",
         history=target.table(HISTORY), marker=HISTORY_MARKER,
     )
-    statements = [Statement(
-        f"view {STG_HISTORY}",
-        exp.Create(this=target.table(STG_HISTORY), kind="VIEW", replace=True, expression=versions),
-    )]
+    statements = [_view(target, STG_HISTORY, versions)]
     # every instant the history changed: the boundaries of the loads (and of reconcile closings)
     instants = dialects.parse(
         "SELECT h._dlt_valid_from AS at FROM :history AS h UNION"
