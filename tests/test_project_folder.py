@@ -62,6 +62,10 @@ def test_reading_commands_create_no_database_and_no_folder(tmp_path):
     typo = _cli(["status", "--dir", "work"], tmp_path)
     assert typo.returncode == 2 and "'work' does not exist" in typo.stderr
     assert not list(tmp_path.glob("*.duckdb")) and not (tmp_path / "work").exists()
+    # a project folder configured before its first load: nothing loaded yet, said with the setting
+    configured = _cli(["status"], tmp_path, {"ALGOLIA_PROFILES__DIR": "warehouse"})
+    assert configured.returncode == 0 and "no load yet: folder 'warehouse' (dir under [algolia_profiles]" in configured.stdout
+    assert "--dir" not in configured.stdout and not (tmp_path / "warehouse").exists()
 
 
 def test_status_during_a_load_says_a_load_is_running(emulator, tmp_path):
@@ -83,6 +87,19 @@ def test_a_build_needs_an_audience_file_it_was_given(emulator, tmp_path):
     assert "segment_sizes" not in _cli(["status", "--dir", "w", "--json"], tmp_path).stdout
     configured = _cli(["segments", "build", "--dir", "w"], tmp_path, {"ALGOLIA_PROFILES__AUDIENCES": str(EXAMPLE_AUDIENCES)})
     assert configured.returncode == 0 and "outdoor_enthusiasts" in configured.stdout
+    # run inside the folder a --dir load made (the demo's): the commands use its file and state,
+    # and create nothing beside it nor in dlt's data folder
+    inside = {"DLT_DATA_DIR": str(tmp_path / "dlt_data")}
+    for command in (["status"], ["status", "--dir", "."], ["segments", "sizes"]):
+        result = _cli(command, tmp_path / "w", inside)
+        assert result.returncode == 0 and "outdoor_enthusiasts" in result.stdout, (command, result.stderr)
+        assert str(tmp_path / "w" / "algolia_profiles.duckdb") in result.stdout or command == ["segments", "sizes"]
+    assert not (tmp_path / "algolia_profiles.duckdb").exists()
+    assert not (tmp_path / "dlt_data" / "pipelines" / "algolia_profiles").exists()
+    # doctor checks a folder without making it, and names the one the user may have meant
+    doctor = _cli(["doctor", "--dir", "ww"], tmp_path)
+    assert "folder 'ww' does not exist yet (did you mean 'w'?)" in doctor.stdout, doctor.stdout
+    assert not (tmp_path / "ww").exists()
 
 
 def test_a_reading_command_does_not_decide_where_a_later_load_puts_its_file(emulator, tmp_path):

@@ -8,11 +8,12 @@ import os
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ..exceptions import AlgoliaProfilesError, ConfigurationError, causes, find_cause
+from ..exceptions import AlgoliaProfilesError, ConfigurationError, NothingLoadedError, causes, find_cause
 from ..load.destination import connection_failure, missing_settings
 from ..load.pipeline import DEFAULT_DATASET_NAME, DEFAULT_PIPELINE_NAME
 
@@ -35,12 +36,46 @@ def pipeline_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_pipeline(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
                   *, reading: bool = False) -> Any:
-    """The pipeline a command works on, in ``--dir`` or else the project folder (:func:`project_dir`).
-    A ``reading`` command creates nothing: its folder and DuckDB file must exist."""
+    """The pipeline a command works on: in ``--dir``, else in the project's folder (``dir`` of
+    :func:`project_setting`), else in the folder the command runs in when a ``--dir`` load made it,
+    else where dlt's defaults put it. A ``reading`` command creates nothing: its folder and DuckDB
+    file must exist."""
     from ..load.pipeline import make_pipeline
 
-    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir or project_setting("dir"),
-                         create=not reading)
+    if workdir is None:
+        workdir = project_setting("dir")
+        if workdir is not None and reading and not Path(workdir).is_dir():
+            raise NothingLoadedError(
+                f"folder {workdir!r} (dir under [algolia_profiles] in .dlt/config.toml, or"
+                f" ALGOLIA_PROFILES__DIR) does not exist{sibling_hint(workdir)}: run `algolia-profiles load`"
+                " to make it, or correct the setting"
+            )
+        if workdir is None and destination == "duckdb" and _made_by_a_dir_load(Path("."), pipeline_name):
+            workdir = "."
+    if workdir is not None and Path(workdir).is_dir():
+        # a pipeline's state there makes dlt resolve a relative DuckDB path against the folder of
+        # its first run, not this one (a new folder, holding no state, stays as the user wrote it)
+        workdir = str(Path(workdir).resolve())
+    return make_pipeline(pipeline_name, destination, dataset_name, workdir=workdir, create=not reading)
+
+
+def _made_by_a_dir_load(folder: Path, pipeline_name: str) -> bool:
+    """Whether ``folder`` is one a ``--dir`` load made (the demo's, a scheduled job's): its DuckDB
+    file and the pipeline's state side by side. Run there, a command uses them, instead of binding
+    dlt's default pipeline (in dlt's data folder) to that file."""
+    return (folder / f"{pipeline_name}.duckdb").is_file() and (
+        folder / "pipelines" / pipeline_name / "state.json").is_file()
+
+
+def sibling_hint(folder: str) -> str:
+    """`` (did you mean 'x'?)`` for a folder beside ``folder`` with a close name, else ``""``."""
+    import difflib
+
+    path = Path(folder)
+    parent = path.parent
+    siblings = [p.name for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    return f" (did you mean {str(parent / close[0])!r}?)" if close else ""
 
 
 def project_setting(key: str) -> str | None:

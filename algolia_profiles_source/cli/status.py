@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import click
 
 from ..exceptions import NothingLoadedError
+from .common import (EXIT_USAGE, echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options, print_table,
+                     project_setting, sibling_hint)
 
-from .common import EXIT_USAGE, echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options, print_table
 
 @click.command("status")
 @pipeline_options
@@ -46,7 +48,7 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
         )
         click.echo(f"cursor: {info['cursor']} (next run starts at {info['next_start_date']})")
         click.echo(f"reconcile: last {info['last_reconcile_at'] or 'never'}, {'due' if info['reconcile_due'] else 'not due'}")
-        if info["pending_packages"]:
+        if info["pending_packages"] and not info["running_load"]:  # else the running load is writing it
             click.echo("pending: a load package is waiting; the next load finishes it first")
         echo_counts(info["tables"])
         if info["audiences"]:
@@ -60,10 +62,23 @@ def status_command(pipeline_name: str, destination: str, dataset_name: str, work
 def doctor_command(pipeline_name: str, destination: str, dataset_name: str, workdir: str | None,
                    region: str | None, base_url: str | None) -> None:
     """Check config files, credentials and ACLs (one cheap request), region and the destination."""
-    from ..load.status import doctor
+    from ..load.status import Check, doctor
 
     with errors_as_exit_codes():
-        checks = doctor(open_pipeline(pipeline_name, destination, dataset_name, workdir), region, base_url)
+        # a check makes no folder and no DuckDB file: the first load does
+        location = workdir or project_setting("dir")
+        pipeline, absent = None, None
+        if destination == "duckdb" and location is not None and not Path(location).is_dir():
+            absent = f"folder {location!r} does not exist yet{sibling_hint(location)}"
+        else:
+            try:
+                pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir,
+                                         reading=destination == "duckdb")
+            except NothingLoadedError as nothing:
+                absent = str(nothing).split(": run `")[0]
+        checks = doctor(pipeline, region, base_url)
+        if absent is not None:
+            checks.append(Check("destination", True, f"duckdb: {absent}; the first `algolia-profiles load` creates it"))
         for check in checks:
             click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
         if not all(check.ok for check in checks):

@@ -79,7 +79,8 @@ class Check:
 
 
 def doctor(pipeline: Any, region: str | None = None, base_url: str | None = None) -> list[Check]:
-    """Checks configuration files, credentials (one cheap request), region and the destination."""
+    """Checks configuration files, credentials (one cheap request), region and the destination
+    (``pipeline`` None: a DuckDB file the first load creates, which a check does not make)."""
     checks: list[Check] = []
     files = [p for p in (Path(".dlt/config.toml"), Path(".dlt/secrets.toml"),
                          Path.home() / ".dlt" / "config.toml", Path.home() / ".dlt" / "secrets.toml") if p.exists()]
@@ -115,6 +116,8 @@ def doctor(pipeline: Any, region: str | None = None, base_url: str | None = None
                                 f" ({', '.join(map(str, indices[:5]))}), status {((config.get('status') or {}).get('type'))}"))
         except AlgoliaProfilesError as error:
             checks.append(Check("API access", False, str(error)))
+    if pipeline is None:
+        return checks
     try:
         with pipeline.sql_client() as sql:
             sql.execute_sql("SELECT 1")
