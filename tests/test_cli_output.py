@@ -24,3 +24,19 @@ def test_usage_errors_have_the_same_one_line_prefix_as_every_error(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0 and "Usage:" in capsys.readouterr().out
+
+
+def test_an_emulator_port_in_use_is_one_usage_error(capsys):
+    import socket
+
+    import pytest
+
+    from algolia_profiles_source.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as exit_:
+            main(["emulator", "--users", "10", "--port", str(taken.getsockname()[1])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "already in use" in err[0] and "--port 0" in err[0], err

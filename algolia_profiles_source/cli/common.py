@@ -3,6 +3,7 @@ and printing tables."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import traceback
@@ -159,6 +160,11 @@ def errors_as_exit_codes() -> Iterator[None]:
             click.echo(f"error: cannot connect to the destination ({unreachable}): check its host, port"
                        " and credentials in .dlt/secrets.toml [destination.<name>.credentials], and that"
                        " the server is running", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+        in_use = find_cause(error, OSError)
+        if in_use is not None and in_use.errno == errno.EADDRINUSE:  # the emulator's --port
+            click.echo("error: the port is already in use (another emulator?): choose another --port,"
+                       " or --port 0 for a free one", err=True)
             raise SystemExit(EXIT_USAGE) from None
         unwritable = _unwritable_location(error)
         if unwritable is not None:
