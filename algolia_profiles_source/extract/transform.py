@@ -74,28 +74,51 @@ def page_to_tables(
         raise ResponseFormatError(f"`users` must be a list, got {type(users).__name__}")
     rejected: list[dict[str, Any]] = []
     page = users if isinstance(users, pa.StructArray) else _to_struct_array(users, rejected)
-
-    # profile-level checks: a profile without a usable key or timestamp cannot be loaded at all
+    page, updated = _loadable_profiles(page, rejected)
     user_ids = page.field("userID")
-    valid_id = pc.fill_null(pc.match_substring_regex(user_ids, USER_ID_PATTERN), False)
+    lists = page.field("affinities")
+    flat, owner, a_updated = _loadable_affinities(lists, user_ids, rejected)
+
+    counts = pc.fill_null(pc.list_value_length(lists), 0).cast(pa.int64())
+    users_table = pa.Table.from_arrays(
+        [user_ids, page.field("type"), updated, counts, pa.nulls(len(page), TIMESTAMP)],
+        schema=USERS_SCHEMA,
+    )
+    # a tombstone per user left without affinities: the merge deletes its old ones
+    empty_users = _users_without_affinities(user_ids, owner) if tombstones else user_ids.slice(0, 0)
+    affinities_table = _affinities_table(flat, owner, a_updated, empty_users, indices_as_json)
+    if load_id is not None:
+        users_table = _with_load_id(users_table, load_id)
+        affinities_table = _with_load_id(affinities_table, load_id)
+    return PageTables(users_table, affinities_table, rejected)
+
+
+def _loadable_profiles(page: pa.StructArray, rejected: list[dict[str, Any]]) -> tuple[pa.StructArray, pa.Array]:
+    """The profiles with a valid ``userID`` and ``lastUpdatedAt`` and their parsed timestamps; the
+    others, which cannot be loaded at all, go to ``rejected`` with the reason."""
+    valid_id = pc.fill_null(pc.match_substring_regex(page.field("userID"), USER_ID_PATTERN), False)
     updated, valid_time = _parse_each(page.field("lastUpdatedAt"))
     keep = pc.and_(valid_id, valid_time)
-    if not pc.all(keep).as_py():
-        bad = pc.invert(keep)
-        for position in pc.indices_nonzero(bad).to_pylist():
-            profile = page[position].as_py()
-            reason = (
-                "userID missing or not 1-129 characters of [A-Za-z0-9=+/_-]"
-                if not valid_id[position].as_py()
-                else "lastUpdatedAt missing or not an RFC 3339 date-time"
-            )
-            user_id = profile.get("userID") if isinstance(profile, dict) else None
-            rejected.append(_rejection(reason, user_id, profile))
-        page, updated = page.filter(keep), updated.filter(keep)
-        user_ids = page.field("userID")
+    if pc.all(keep).as_py():
+        return page, updated
+    for position in pc.indices_nonzero(pc.invert(keep)).to_pylist():
+        profile = page[position].as_py()
+        reason = (
+            "userID missing or not 1-129 characters of [A-Za-z0-9=+/_-]"
+            if not valid_id[position].as_py()
+            else "lastUpdatedAt missing or not an RFC 3339 date-time"
+        )
+        user_id = profile.get("userID") if isinstance(profile, dict) else None
+        rejected.append(_rejection(reason, user_id, profile))
+    return page.filter(keep), updated.filter(keep)
 
-    lists = page.field("affinities")
-    counts = pc.fill_null(pc.list_value_length(lists), 0).cast(pa.int64())
+
+def _loadable_affinities(
+    lists: pa.Array, user_ids: pa.Array, rejected: list[dict[str, Any]]
+) -> tuple[pa.StructArray, pa.Array, pa.Array]:
+    """The page's affinities flattened, with the user each belongs to and their parsed
+    ``lastUpdatedAt``; an affinity without ``name``/``value``, with a score outside 1-20 or an
+    unreadable time goes to ``rejected`` on its own (its profile stays)."""
     flat = lists.flatten()
     owner = user_ids.take(pc.list_parent_indices(lists))
     names, values, scores = flat.field("name"), flat.field("value"), flat.field("score")
@@ -104,25 +127,29 @@ def page_to_tables(
         pc.and_(pc.is_valid(names), pc.is_valid(values)),
         pc.and_(pc.fill_null(pc.and_(pc.greater_equal(scores, 1), pc.less_equal(scores, 20)), False), a_valid_time),
     )
-    if not pc.all(good).as_py():
-        for position in pc.indices_nonzero(pc.invert(good)).to_pylist():
-            affinity = flat[position].as_py()
-            rejected.append(_rejection(
-                "affinity without name/value, with a score that is not a number from 1 to 20,"
-                " or with a bad lastUpdatedAt",
-                owner[position].as_py(), affinity,
-            ))
-        flat, owner, a_updated = flat.filter(good), owner.filter(good), a_updated.filter(good)
-        names, values, scores = flat.field("name"), flat.field("value"), flat.field("score")
+    if pc.all(good).as_py():
+        return flat, owner, a_updated
+    for position in pc.indices_nonzero(pc.invert(good)).to_pylist():
+        affinity = flat[position].as_py()
+        rejected.append(_rejection(
+            "affinity without name/value, with a score that is not a number from 1 to 20,"
+            " or with a bad lastUpdatedAt",
+            owner[position].as_py(), affinity,
+        ))
+    return flat.filter(good), owner.filter(good), a_updated.filter(good)
 
-    rows = len(page)
-    users_table = pa.Table.from_arrays(
-        [user_ids, page.field("type"), updated, counts, pa.nulls(rows, TIMESTAMP)],
-        schema=USERS_SCHEMA,
-    )
-    # a tombstone per user left without affinities: the merge deletes its old ones
-    has_rows = pc.is_in(user_ids, value_set=owner) if len(owner) else pa.array([False] * rows, pa.bool_())
-    empty_users = user_ids.filter(pc.invert(has_rows)) if tombstones else user_ids.slice(0, 0)
+
+def _users_without_affinities(user_ids: pa.Array, owner: pa.Array) -> pa.Array:
+    """The ``user_ids`` that own none of the affinities (``owner`` names each one's user)."""
+    has_rows = pc.is_in(user_ids, value_set=owner) if len(owner) else pa.array([False] * len(user_ids), pa.bool_())
+    return user_ids.filter(pc.invert(has_rows))
+
+
+def _affinities_table(
+    flat: pa.StructArray, owner: pa.Array, updated: pa.Array, empty_users: pa.Array, indices_as_json: bool
+) -> pa.Table:
+    """The ``user_affinities`` table: the affinities of ``owner``, then a tombstone row (``_deleted``
+    true, empty name and value) for each of ``empty_users``."""
     tombstones = len(empty_users)
     indices = flat.field("indices")
 
@@ -130,22 +157,18 @@ def page_to_tables(
         # concat_arrays copies even an empty tail: most pages have no tombstone
         return pa.concat_arrays([column, tombstone]) if tombstones else column
 
-    affinities_table = pa.Table.from_arrays(
+    return pa.Table.from_arrays(
         [
             with_tombstones(owner, empty_users),
-            with_tombstones(names, pa.array([""] * tombstones, pa.string())),
-            with_tombstones(values, pa.array([""] * tombstones, pa.string())),
-            with_tombstones(scores, pa.nulls(tombstones, pa.float64())),
+            with_tombstones(flat.field("name"), pa.array([""] * tombstones, pa.string())),
+            with_tombstones(flat.field("value"), pa.array([""] * tombstones, pa.string())),
+            with_tombstones(flat.field("score"), pa.nulls(tombstones, pa.float64())),
             _indices(with_tombstones(indices, pa.nulls(tombstones, indices.type)), indices_as_json),
-            with_tombstones(a_updated, pa.nulls(tombstones, TIMESTAMP)),
+            with_tombstones(updated, pa.nulls(tombstones, TIMESTAMP)),
             with_tombstones(pa.nulls(len(owner), pa.bool_()), pa.array([True] * tombstones, pa.bool_())),
         ],
         schema=AFFINITIES_SCHEMA_JSON_INDICES if indices_as_json else AFFINITIES_SCHEMA,
     )
-    if load_id is not None:
-        users_table = _with_load_id(users_table, load_id)
-        affinities_table = _with_load_id(affinities_table, load_id)
-    return PageTables(users_table, affinities_table, rejected)
 
 
 def _to_struct_array(users: list[Any], rejected: list[dict[str, Any]]) -> pa.StructArray:
