@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -45,6 +46,14 @@ logger = logging.getLogger(__name__)
 _TRANSIENT_ERRORS = (ConnectionError, Timeout, ChunkedEncodingError, ContentDecodingError)
 
 
+@dataclass
+class _Attempts:
+    """The failed attempts of one request so far: throttles and other failures have budgets of their own."""
+
+    failures: int = 0
+    throttled: int = 0
+
+
 class AlgoliaSession(requests.Session):
     """A ``requests.Session`` that paces, retries and parses responses for the Algolia API."""
 
@@ -66,14 +75,14 @@ class AlgoliaSession(requests.Session):
         self.stats: Counter[str] = Counter()
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Sends ``request`` in a slot of the governor's and returns the answer with its JSON parsed,
+        waiting and sending again after a throttle or a transient failure until a budget runs out."""
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        failures = 0
-        throttled = 0
+        attempts = _Attempts()
         while True:
             self.governor.acquire()
             self.stats["requests"] += 1
-            response: requests.Response | None = None
             sent, sent_at = time.monotonic(), self.governor.clock()
             try:
                 response = super().send(request, **kwargs)  # runs dlt's raise-for-status hook, if set
@@ -84,56 +93,78 @@ class AlgoliaSession(requests.Session):
                 self.governor.record_latency(time.monotonic() - sent, len(response.content))
                 return response
             except HTTPError as error:
-                response = error.response
-                status = response.status_code if response is not None else 0
-                is_throttle = status in settings.THROTTLE_STATUSES
-                reset_wait = self.governor.observe(
-                    response.headers if response is not None else {}, throttled=is_throttle, sent_at=sent_at
-                )
-                if status not in settings.RETRY_STATUSES:
+                retry = self._retry_http_error(request, error, sent_at, attempts)
+                if retry is None:
                     raise
-                if is_throttle:
-                    self.stats["throttled"] += 1
-                    throttled += 1
-                    if throttled > settings.MAX_THROTTLED_WAITS:
-                        raise RetriesExhaustedError(
-                            f"{_describe(request)} was throttled {throttled} times in a row"
-                            f" (HTTP {status}): the application's rate limit is used up by other"
-                            " clients; lower max_share or run later"
-                        ) from error
-                    wait = max(reset_wait or 0.0, self._backoff(throttled))
-                else:
-                    failures += 1
-                    self.stats[f"http_{status}"] += 1
-                    self._give_up_if_exhausted(failures, request, f"HTTP {status}", error)
-                    wait = max(_retry_after(response), self._backoff(failures))
-                reason = f"HTTP {status}"
+                reason, wait = retry
             except _TRANSIENT_ERRORS as error:
-                self.governor.observe({})  # no answer, but the call is no longer in flight
-                if _is_unknown_host(error):
-                    host = requests.utils.urlparse(request.url).hostname
-                    raise EndpointError(
-                        f"cannot resolve host {host!r}: check `region` (us or eu, the application's"
-                        " analytics region) or `base_url`"
-                    ) from None
-                failures += 1
-                reason = type(error).__name__
-                self.stats[f"error_{reason}"] += 1
-                self._give_up_if_exhausted(failures, request, reason, error)
-                wait = self._backoff(failures)
+                reason, wait = self._retry_transient_error(request, error, attempts)
             except MalformedBody as error:
-                failures += 1
-                reason = "malformed body"
-                self.stats["malformed_body"] += 1
-                if failures >= self.max_attempts:
-                    raise ResponseFormatError(
-                        f"{_describe(request)} returned a body that is not JSON after"
-                        f" {failures} attempts: {error}"
-                    ) from None
-                wait = self._backoff(failures)
+                reason, wait = self._retry_malformed_body(request, error, attempts)
             self.stats["retries"] += 1
             logger.info("%s: %s, retrying in %.2fs", _describe(request), reason, wait)
             self._sleep(wait)
+
+    def _retry_http_error(
+        self, request: requests.PreparedRequest, error: HTTPError, sent_at: float, attempts: _Attempts
+    ) -> tuple[str, float] | None:
+        """Reports the error's rate-limit headers to the governor; for a status worth retrying, the
+        reason and the wait before the next attempt (a throttle waits for the window's reset), else
+        ``None``. Raises :class:`RetriesExhaustedError` once the throttle or failure budget is spent."""
+        response = error.response
+        status = response.status_code if response is not None else 0
+        is_throttle = status in settings.THROTTLE_STATUSES
+        reset_wait = self.governor.observe(
+            response.headers if response is not None else {}, throttled=is_throttle, sent_at=sent_at
+        )
+        if status not in settings.RETRY_STATUSES:
+            return None
+        if is_throttle:
+            self.stats["throttled"] += 1
+            attempts.throttled += 1
+            if attempts.throttled > settings.MAX_THROTTLED_WAITS:
+                raise RetriesExhaustedError(
+                    f"{_describe(request)} was throttled {attempts.throttled} times in a row"
+                    f" (HTTP {status}): the application's rate limit is used up by other"
+                    " clients; lower max_share or run later"
+                ) from error
+            return f"HTTP {status}", max(reset_wait or 0.0, self._backoff(attempts.throttled))
+        attempts.failures += 1
+        self.stats[f"http_{status}"] += 1
+        self._give_up_if_exhausted(attempts.failures, request, f"HTTP {status}", error)
+        return f"HTTP {status}", max(_retry_after(response), self._backoff(attempts.failures))
+
+    def _retry_transient_error(
+        self, request: requests.PreparedRequest, error: Exception, attempts: _Attempts
+    ) -> tuple[str, float]:
+        """The reason and the wait before the next attempt after a connection error or a timeout;
+        an unknown host fails at once with :class:`EndpointError`."""
+        self.governor.observe({})  # no answer, but the call is no longer in flight
+        if _is_unknown_host(error):
+            host = requests.utils.urlparse(request.url).hostname
+            raise EndpointError(
+                f"cannot resolve host {host!r}: check `region` (us or eu, the application's"
+                " analytics region) or `base_url`"
+            ) from None
+        attempts.failures += 1
+        reason = type(error).__name__
+        self.stats[f"error_{reason}"] += 1
+        self._give_up_if_exhausted(attempts.failures, request, reason, error)
+        return reason, self._backoff(attempts.failures)
+
+    def _retry_malformed_body(
+        self, request: requests.PreparedRequest, error: MalformedBody, attempts: _Attempts
+    ) -> tuple[str, float]:
+        """The reason and the wait before the next attempt after a body that is not JSON;
+        :class:`ResponseFormatError` once the failure budget is spent."""
+        attempts.failures += 1
+        self.stats["malformed_body"] += 1
+        if attempts.failures >= self.max_attempts:
+            raise ResponseFormatError(
+                f"{_describe(request)} returned a body that is not JSON after"
+                f" {attempts.failures} attempts: {error}"
+            ) from None
+        return "malformed body", self._backoff(attempts.failures)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: never zero, never above MAX_BACKOFF."""
