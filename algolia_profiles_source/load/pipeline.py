@@ -50,18 +50,10 @@ def make_pipeline(
     ``create=False`` is for reading what a load wrote: ``workdir`` must exist and the DuckDB file too
     (:class:`NothingLoadedError` otherwise); nothing is created.
     """
-    from dlt.common.schema.utils import is_valid_schema_name
-
-    if not isinstance(pipeline_name, str) or not is_valid_schema_name(pipeline_name):
-        # dlt names the pipeline's folder and its schema after it: refuse before creating either
-        raise ConfigurationError(
-            f"pipeline name {pipeline_name!r} is not valid: use letters, digits and underscores only,"
-            " not starting with a digit (at most 64 characters), e.g. algolia_profiles_eu"
-        )
+    _check_pipeline_name(pipeline_name)
     if destination != "duckdb" and duckdb_path is None:
         check_destination(destination, pipeline_name, dataset_name)  # before any folder is made
-    reading_duckdb = not create and destination == "duckdb" and duckdb_path is None
-    if reading_duckdb:
+    if not create and destination == "duckdb" and duckdb_path is None:
         # before dlt.pipeline, which makes the pipeline's folder (and fixes where its file goes)
         _require_loaded_duckdb(pipeline_name, pipelines_dir, workdir)
     if workdir is not None:
@@ -70,13 +62,7 @@ def make_pipeline(
         if destination == "duckdb" and duckdb_path is None:
             duckdb_path = str(Path(workdir) / f"{pipeline_name}.duckdb")
     if duckdb_path is not None:
-        if Path(duckdb_path).stem == dataset_name:
-            # DuckDB names the catalog after the file; a schema of the same name is ambiguous
-            raise ConfigurationError(
-                f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
-                " rename one of them"
-            )
-        destination = dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path, pipeline_name))
+        destination = _duckdb_destination(duckdb_path, pipeline_name, dataset_name)
     try:
         pipeline = dlt.pipeline(
             pipeline_name=pipeline_name,
@@ -96,6 +82,28 @@ def make_pipeline(
         return pipeline
     except UnknownDestinationModule as error:
         raise unknown_destination(destination) from error
+
+
+def _check_pipeline_name(pipeline_name: str) -> None:
+    """Refuses a name dlt cannot give the pipeline's folder and schema, before either is made."""
+    from dlt.common.schema.utils import is_valid_schema_name
+
+    if not isinstance(pipeline_name, str) or not is_valid_schema_name(pipeline_name):
+        raise ConfigurationError(
+            f"pipeline name {pipeline_name!r} is not valid: use letters, digits and underscores only,"
+            " not starting with a digit (at most 64 characters), e.g. algolia_profiles_eu"
+        )
+
+
+def _duckdb_destination(duckdb_path: str, pipeline_name: str, dataset_name: str) -> Any:
+    """The DuckDB destination writing to ``duckdb_path``; refuses a file named like the dataset."""
+    if Path(duckdb_path).stem == dataset_name:
+        # DuckDB names the catalog after the file; a schema of the same name is ambiguous
+        raise ConfigurationError(
+            f"the DuckDB file {duckdb_path!r} and the dataset {dataset_name!r} share a name:"
+            " rename one of them"
+        )
+    return dlt.destinations.duckdb(credentials=duckdb_credentials(duckdb_path, pipeline_name))
 
 
 def tables_gone(pipeline_name: str) -> ConfigurationError:
