@@ -93,6 +93,8 @@ def test_a_slow_consumer_caps_the_calls_and_a_congested_server_is_not_fed_more()
     controller = ConcurrencyController(governor_with(limit=10**6, window=60, latency=1.0))
     controller.record_consumer(0.25)  # the consumer takes 4 pages a second: the quota does not bind
     assert controller.target() == math.ceil(1.05 * 4 + 0.3)
+    controller.governor.record_latency(1.0, 1000, parse_seconds=0.25)  # parsing in the threads costs as much
+    assert controller.target() == math.ceil(1.05 * 2 + 0.3)
     # calls take 3 s where the first large answers took 0.2 s: they queue; count 0.4 s
     congested = ConcurrencyController(governor_with(limit=20, window=2, latency=3.0, base=0.2))
     assert congested.target() == math.ceil(1.05 * 8 * 0.4 + 0.3)

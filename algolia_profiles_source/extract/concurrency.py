@@ -7,9 +7,10 @@ share; fewer leave part of it unused, more only wait on the governor while holdi
 :class:`ConcurrencyController` keeps ``⌈1.05 x + 0.3⌉`` in flight for ``x = rate × latency``: a
 little headroom for jitter, and one sequential walk while one is enough (short pages, a low limit).
 It follows the measurements as they change: fewer calls in flight when pages get faster, more when
-they slow down. Pages are only useful as fast as the walk's consumer (parsing into tables, dlt's
-writers) takes them: when that is slower than the quota, as with no limit to speak of, the
-consumer's rate replaces the quota's, so that pages do not pile up in memory. Latency counts up to
+they slow down. Pages are only useful as fast as this process can parse them (in the walking
+threads) and the walk's consumer (turning them into tables, dlt's writers) takes them: when that
+is slower than the quota, as with no limit to speak of, that rate replaces the quota's, so that
+pages do not pile up in memory and threads do not contend for the interpreter. Latency counts up to
 twice that of the walk's first large answers (one call in flight): beyond that, calls are queueing
 at a saturated server, and adding calls would only lengthen the queue (and, read as latency, ask
 for still more calls). A fixed ``concurrency`` overrides it.
@@ -68,7 +69,8 @@ class ConcurrencyController:
         if self.governor.base_latency:  # beyond that, calls queue somewhere: more would queue too
             latency = min(latency, CONGESTION * self.governor.base_latency)
         if self.consumer_seconds:
-            rate = min(rate, 1 / self.consumer_seconds)
+            # parsing runs in the walking threads, on the same interpreter as the consumer
+            rate = min(rate, 1 / (self.consumer_seconds + (self.governor.parse_seconds or 0.0)))
         return rate * latency
 
     def target(self) -> int:

@@ -36,7 +36,7 @@ SPLIT_AFTER_PAGES = 2
 DECIDE_WITHIN_PAGES = 4
 # Threads started at once when the walk splits; more follow one per page handed over (the
 # consumer's pace is not known yet, so the target may still drop).
-FIRST_WAVE = 8
+FIRST_WAVE = 4
 # Pages read and not yet taken by the consumer: enough to keep it busy, few enough to stay flat.
 PAGES_QUEUED = 4
 

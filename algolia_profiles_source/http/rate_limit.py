@@ -36,7 +36,7 @@ _MAX_RESET_WAIT = 120.0
 _POLL = 0.05
 # The API's documented window (500 calls per minute), assumed until an answer tells its reset.
 DOCUMENTED_WINDOW_SECONDS = 60.0
-# Answers the uncongested latency is the median of.
+# Answers the uncongested latency is the fastest of.
 _BASE_SAMPLES = 5
 # Weight of the newest sample in the running mean of call latency.
 _LATENCY_WEIGHT = 0.1
@@ -65,6 +65,7 @@ class RateGovernor:
     window_estimate: float | None = None  # until then: the longest a sent call saw to its window's reset
     latency: float | None = None  # running mean of seconds per call, from sent to parsed
     base_latency: float | None = None  # a large answer's time before calls queue (see record_latency)
+    parse_seconds: float | None = None  # running mean of the CPU seconds an answer's parsing takes
     _largest_body: int = field(default=0, repr=False)
     _first_large: list[float] = field(default_factory=list, repr=False)
     _last_reset: int | None = field(default=None, repr=False)
@@ -118,23 +119,28 @@ class RateGovernor:
             window = self.window_seconds or self.window_estimate or DOCUMENTED_WINDOW_SECONDS
             return (self.limit - self.reserve) / window
 
-    def record_latency(self, seconds: float, body_bytes: int = 0) -> None:
-        """Adds one call's duration (sent to parsed, waits for the quota excluded) to the mean.
+    def record_latency(self, seconds: float, body_bytes: int = 0, parse_seconds: float | None = None) -> None:
+        """Adds one call's duration (sent to parsed, waits for the quota excluded) to the mean, and
+        the CPU time its parsing took (``parse_seconds``) to that mean.
 
-        ``base_latency`` is the median of the first answers at least half as large as the largest:
-        a walk starts with one call in flight, so they took what a call takes before calls queue.
+        ``base_latency`` is the fastest of the first answers at least half as large as the largest:
+        a walk starts with one call in flight, so the fastest took what a call takes before calls
+        queue (the later ones may already share the server, or the CPU, with other calls).
         """
         with self._lock:
             if self.latency is None:
                 self.latency = seconds
             else:
                 self.latency += _LATENCY_WEIGHT * (seconds - self.latency)
+            if parse_seconds is not None:
+                self.parse_seconds = parse_seconds if self.parse_seconds is None else (
+                    self.parse_seconds + _LATENCY_WEIGHT * (parse_seconds - self.parse_seconds))
             if body_bytes > 2 * self._largest_body:
                 self._first_large = []  # the answers seen so far were small ones
             self._largest_body = max(self._largest_body, body_bytes)
             if body_bytes * 2 >= self._largest_body and len(self._first_large) < _BASE_SAMPLES:
                 self._first_large.append(seconds)
-                self.base_latency = sorted(self._first_large)[len(self._first_large) // 2]
+                self.base_latency = min(self._first_large)
 
     def observe(self, headers: Mapping[str, str], throttled: bool = False,
                 sent_at: float | None = None) -> float | None:

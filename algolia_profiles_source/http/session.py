@@ -89,8 +89,10 @@ class AlgoliaSession(requests.Session):
                 if response.status_code >= 400:  # RESTClient.get/request set no hook: same policy
                     raise HTTPError(f"HTTP {response.status_code}", response=response)
                 self.governor.observe(response.headers, sent_at=sent_at)
+                parse_started = time.thread_time()
                 _parse_json_once(response)
-                self.governor.record_latency(time.monotonic() - sent, len(response.content))
+                self.governor.record_latency(time.monotonic() - sent, len(response.content),
+                                             parse_seconds=time.thread_time() - parse_started)
                 return response
             except HTTPError as error:
                 retry = self._retry_http_error(request, error, sent_at, attempts)
