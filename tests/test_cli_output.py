@@ -40,3 +40,25 @@ def test_an_emulator_port_in_use_is_one_usage_error(capsys):
             main(["emulator", "--users", "10", "--port", str(taken.getsockname()[1])])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and "already in use" in err[0] and "--port 0" in err[0], err
+
+
+def test_the_emulator_prints_settings_that_reach_it():
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    child = subprocess.Popen([sys.executable, "-m", "algolia_profiles_source.cli", "emulator", "--users", "5", "--port", "0"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [child.stdout.readline().strip() for _ in range(4)]  # type: ignore[union-attr]
+        settings = dict(line.removeprefix("export ").split("=", 1) for line in lines[1:])
+        request = urllib.request.Request(settings["SOURCES__ALGOLIA_PROFILES__BASE_URL"] + "/2/users", headers={
+            "x-algolia-application-id": settings["SOURCES__ALGOLIA_PROFILES__APPLICATION_ID"],
+            "x-algolia-api-key": settings["SOURCES__ALGOLIA_PROFILES__API_KEY"],  # the demo key, not a placeholder
+        })
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert len(json.load(answer)["users"]) == 5
+    finally:
+        child.terminate()
+        child.wait(timeout=30)

@@ -89,6 +89,17 @@ def test_an_unreachable_host_is_one_line_and_makes_no_folder(destination, comman
     assert not (tmp_path / "work").exists()
 
 
+def test_doctor_reports_an_unreachable_destination_as_a_failed_check(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        result = _cli(["doctor", "--destination", "postgres", "--dir", "work"], tmp_path, _unreachable("postgres", port))
+    assert result.returncode == 2, result.stderr
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL destination: postgres:")]
+    assert len(failed) == 1 and "cannot connect to the destination postgres" in failed[0], result.stdout
+    assert "pw-3f9a1c" not in result.stdout + result.stderr and not (tmp_path / "work").exists()
+
+
 def test_an_unknown_destination_lists_the_known_ones(tmp_path):
     line = _one_line_error(_cli(["status", "--destination", "snowflak", "--dir", "work"], tmp_path))
     assert "unknown destination 'snowflak'" in line and "snowflake" in line

@@ -153,7 +153,7 @@ def emulator(
         click.echo(
             f"  export SOURCES__ALGOLIA_PROFILES__BASE_URL={emu.base_url}\n"
             f"  export SOURCES__ALGOLIA_PROFILES__APPLICATION_ID={app_id}\n"
-            "  export SOURCES__ALGOLIA_PROFILES__API_KEY=<the --api-key value>"
+            f"  export SOURCES__ALGOLIA_PROFILES__API_KEY={api_key if api_key == DEMO_API_KEY else '<the --api-key value>'}"
         )
         try:
             threading.Event().wait()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..exceptions import NothingLoadedError
+from ..exceptions import ConfigurationError, NothingLoadedError
 from .common import (EXIT_USAGE, echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options, print_table,
                      project_setting, sibling_hint)
 
@@ -67,7 +67,7 @@ def doctor_command(pipeline_name: str, destination: str, dataset_name: str, work
     with errors_as_exit_codes():
         # a check makes no folder and no DuckDB file: the first load does
         location = workdir or project_setting("dir")
-        pipeline, absent = None, None
+        pipeline, absent, unusable = None, None, None
         if destination == "duckdb" and location is not None and not Path(location).is_dir():
             absent = f"folder {location!r} does not exist yet{sibling_hint(location)}"
         else:
@@ -76,9 +76,13 @@ def doctor_command(pipeline_name: str, destination: str, dataset_name: str, work
                                          reading=destination == "duckdb")
             except NothingLoadedError as nothing:
                 absent = str(nothing).split(": run `")[0]
+            except ConfigurationError as error:  # a missing driver or credential, an unreachable host
+                unusable = str(error)
         checks = doctor(pipeline, region, base_url)
         if absent is not None:
             checks.append(Check("destination", True, f"duckdb: {absent}; the first `algolia-profiles load` creates it"))
+        if unusable is not None:
+            checks.append(Check("destination", False, f"{destination}: {unusable}"))
         for check in checks:
             click.echo(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
         if not all(check.ok for check in checks):
