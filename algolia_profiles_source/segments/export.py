@@ -18,8 +18,10 @@ Every export is recorded in the warehouse, so the next delta can start from it.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +48,9 @@ from .customers import (
 )
 from ..warehouse.target import COLUMN_NAME
 from .hints import did_you_mean
+
+# hashes a table of customers into an ad platform's list (identifiers.hash_identifiers, its options set)
+_Hasher = Callable[[pa.Table], identifiers.HashedIdentifiers]
 
 FORMATS = {"csv": ".csv", "parquet": ".parquet", "jsonl": ".jsonl"}
 # a plain export (no platform) is one sync of its own when deltas are recorded
@@ -121,34 +126,21 @@ def export_audience(
                                      ("email column", email_column), ("phone column", phone_column)))
     sync = sync or platform or FILE_SYNC
     name = filename or f"{audience}{FORMATS[fmt]}"
-    if changes_since is None:
-        paths = [output_path(output_dir, name, overwrite)]
-    else:
-        paths = [output_path(output_dir, _with_part(name, part), overwrite) for part in ("add", "remove")]
-    source = customers_table or (str(customers) if customers is not None else "")
-    wanted = [email_column or "email", phone_column or "phone"] if target is not None else []
+    paths = _output_paths(output_dir, name, overwrite, changes=changes_since is not None)
+    data = _CustomerData(customers, customers_table, customer_key,
+                         [email_column or "email", phone_column or "phone"] if target is not None else [])
 
     members = _members(pipeline, audience)
     result = ExportResult(paths[0], 0, members.num_rows, platform=platform, sync=sync)
-    if customers_table is not None:
-        table = join_in_warehouse(pipeline, audience, customers_table, customer_key)
-    elif customers is not None:
-        table = join_customers(members, read_customers(Path(customers), customer_key, wanted), customer_key)
-    else:
-        table = members
-    left_out = table.slice(0, 0)
-    if customers is not None or customers_table is not None:
-        result.joined = True
-        require_one_record_per_member(table, source, customer_key)
-        table, left_out, result.unmatched, result.opted_out, result.no_consent = apply_customer_rules(
-            table, source, opt_out_column, keep_unmatched, opt_outs_only
-        )
-    columns = _identifier_columns(table.column_names, email_column, phone_column, source) if target else {}
-
-    def hashed(rows: pa.Table) -> identifiers.HashedIdentifiers:
-        assert target is not None
-        return identifiers.hash_identifiers(
-            rows, target, columns.get("email"), columns.get("phone"), region, include_user_id
+    table, left_out = _held_to_customer_data(
+        pipeline, audience, members, data, result, opt_out_column, keep_unmatched, opt_outs_only
+    )
+    hashed: _Hasher | None = None
+    if target is not None:
+        columns = _identifier_columns(table.column_names, email_column, phone_column, data.source)
+        hashed = functools.partial(
+            identifiers.hash_identifiers, target=target, email_column=columns.get("email"),
+            phone_column=columns.get("phone"), region=region, include_user_id=include_user_id,
         )
 
     with open_dataset(pipeline) as dataset:
@@ -158,38 +150,86 @@ def export_audience(
     result.build_id, result.changes_since = build.build_id, since
 
     if changes is None:
-        if target is not None:
-            out = hashed(table)
-            _count_unusable(result, out)
-            table = out.table
+        table = _hashed_list(hashed, table, result) if hashed is not None else table
         result.rows = table.num_rows
         _write_atomically(table, paths[0], fmt)
     else:
-        add = _rows_of(table, changes.entered)
-        # members left out now who were members before `since`: their consent (or customer record)
-        # may have gone since an earlier export sent them
-        withdrawn = _rows_of(left_out, changes.entered, keep=False)
-        if target is None:
-            remove_ids = sorted(set(changes.exited) | set(withdrawn["user_id"].to_pylist()))
-            remove = pa.table({"user_id": pa.array(remove_ids, pa.string())})
-        else:
-            out = hashed(add)
-            _count_unusable(result, out)
-            add = out.table
-            # a member without a customer record has no identifier to name in a hashed list
-            withdrawn = withdrawn.filter(withdrawn["_matched"]) if withdrawn.num_rows else withdrawn
-            gone = [hashed(withdrawn)]
-            if changes.exited:
-                exited = exited_customers(pipeline, audience, changes, customers, customers_table, customer_key, wanted)
-                gone.append(hashed(exited))
-                result.unremovable = len(changes.exited) - exited.num_rows + gone[-1].no_identifier
-            remove = pa.concat_tables([part.table for part in gone])
+        add, remove = _delta_lists(pipeline, audience, table, left_out, changes, data, hashed, result)
         result.rows, result.removed, result.remove_path = add.num_rows, remove.num_rows, paths[1]
         _write_atomically(add, paths[0], fmt)
         _write_atomically(remove, paths[1], fmt)
     with open_dataset(pipeline) as dataset:
         delta.record_export(dataset, audience, sync, build, since, result.rows, result.removed)
     return result
+
+
+@dataclass(frozen=True)
+class _CustomerData:
+    """Where an export's customer data is (a file, a warehouse table, or neither), the column that
+    joins it to the members, and the columns read as text (the identifiers to hash)."""
+
+    file: str | Path | None
+    table: str | None
+    key: str
+    text_columns: list[str]
+
+    @property
+    def source(self) -> str:
+        """The table's or the file's name, for messages (empty without customer data)."""
+        return self.table or (str(self.file) if self.file is not None else "")
+
+
+def _output_paths(output_dir: str | Path, name: str, overwrite: bool, changes: bool) -> list[Path]:
+    """The file to write, or with ``changes`` the files of members to add and to remove."""
+    if not changes:
+        return [output_path(output_dir, name, overwrite)]
+    return [output_path(output_dir, _with_part(name, part), overwrite) for part in ("add", "remove")]
+
+
+def _held_to_customer_data(
+    pipeline: Any, audience: str, members: pa.Table, data: _CustomerData, result: ExportResult,
+    opt_out_column: str | None, keep_unmatched: bool, opt_outs_only: bool,
+) -> tuple[pa.Table, pa.Table]:
+    """The members to export, joined to their customer records and held to the consent rules, and
+    the members left out (with their customer data); the counts go to ``result``. Without customer
+    data, every member and none left out."""
+    if data.table is not None:
+        table = join_in_warehouse(pipeline, audience, data.table, data.key)
+    elif data.file is not None:
+        table = join_customers(members, read_customers(Path(data.file), data.key, data.text_columns), data.key)
+    else:
+        return members, members.slice(0, 0)
+    result.joined = True
+    require_one_record_per_member(table, data.source, data.key)
+    table, left_out, result.unmatched, result.opted_out, result.no_consent = apply_customer_rules(
+        table, data.source, opt_out_column, keep_unmatched, opt_outs_only
+    )
+    return table, left_out
+
+
+def _delta_lists(
+    pipeline: Any, audience: str, table: pa.Table, left_out: pa.Table, changes: delta.Changes,
+    data: _CustomerData, hashed: _Hasher | None, result: ExportResult,
+) -> tuple[pa.Table, pa.Table]:
+    """The members to add (those of ``table`` who entered since ``changes.since``) and to remove
+    (those who left, and those who were members before but are left out now), hashed when
+    ``hashed`` is given; what hashing could not use is counted in ``result``."""
+    add = _rows_of(table, changes.entered)
+    # members left out now who were members before `since`: their consent (or customer record)
+    # may have gone since an earlier export sent them
+    withdrawn = _rows_of(left_out, changes.entered, keep=False)
+    if hashed is None:
+        remove_ids = sorted(set(changes.exited) | set(withdrawn["user_id"].to_pylist()))
+        return add, pa.table({"user_id": pa.array(remove_ids, pa.string())})
+    add = _hashed_list(hashed, add, result)
+    # a member without a customer record has no identifier to name in a hashed list
+    withdrawn = withdrawn.filter(withdrawn["_matched"]) if withdrawn.num_rows else withdrawn
+    gone = [hashed(withdrawn)]
+    if changes.exited:
+        exited = exited_customers(pipeline, audience, changes, data.file, data.table, data.key, data.text_columns)
+        gone.append(hashed(exited))
+        result.unremovable = len(changes.exited) - exited.num_rows + gone[-1].no_identifier
+    return add, pa.concat_tables([part.table for part in gone])
 
 
 def _check_options(
@@ -220,10 +260,12 @@ def _check_options(
     return target, region
 
 
-def _count_unusable(result: ExportResult, out: identifiers.HashedIdentifiers) -> None:
-    """Records in ``result`` what hashing could not use (``out``'s counts)."""
+def _hashed_list(hashed: _Hasher, rows: pa.Table, result: ExportResult) -> pa.Table:
+    """``rows`` as the platform's hashed list; what hashing could not use is counted in ``result``."""
+    out = hashed(rows)
     result.unreadable_emails, result.unreadable_phones = out.unreadable_emails, out.unreadable_phones
     result.no_identifier = out.no_identifier
+    return out.table
 
 
 def _rows_of(table: pa.Table, user_ids: list[str], keep: bool = True) -> pa.Table:
