@@ -34,10 +34,12 @@ with Emulator(app_id={app!r}, api_key={key!r}, seed=1, **options) as emu:
 @contextmanager
 def emulator_process(users: int, **options: object) -> Iterator[str]:
     """Serves ``users`` profiles (``options``: latency, rate_limit, rate_window, batch_shape...)
-    from a child process; yields its base URL."""
+    from a child process; yields its base URL. Profiles are serialized once at start
+    (``prerender``): the emulator is one Python process, and generating pages as they are asked
+    for would make it, not the client measured, the slowest part of a benchmark."""
     code = _SERVE.format(root=str(ROOT), app=APP, key=KEY)
     child = subprocess.Popen(
-        [sys.executable, "-c", code, json.dumps(dict(n_users=users, **options))],
+        [sys.executable, "-c", code, json.dumps(dict(n_users=users, prerender=True, **options))],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -575,3 +575,32 @@ def test_requests_are_served_concurrently() -> None:
         elapsed = time.monotonic() - started
     assert statuses == [200] * 6
     assert 0.5 <= elapsed < 2.0  # serial handling would need 3 s
+
+
+def test_a_prerendered_store_lists_the_same_bytes_before_and_after_admin_changes():
+    import orjson
+
+    from algolia_profiles_source.emulator.api_routes import list_users_body
+    from algolia_profiles_source.emulator.store import ProfileStore
+
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    plain, fast = ProfileStore(1500, 3, now), ProfileStore(1500, 3, now)
+    fast.prerender()
+
+    def walk(store, **params):
+        pages, query = [], {"limit": "400", **params}
+        while True:
+            body = list_users_body(store, query, app_id="A", default_limit=10, last_page_token="missing")
+            pages.append(orjson.dumps(body))
+            if "nextPageToken" not in body:
+                return pages
+            query = {**query, "nextPageToken": body["nextPageToken"]}
+
+    assert walk(fast) == walk(plain)
+    changed, gone = dict(plain.users()[10], affinities=[]), plain.users()[20]["userID"]
+    for store in (plain, fast):
+        store.upsert(changed)
+        store.delete(gone)
+    assert walk(fast) == walk(plain) and walk(fast, startDate="2026-11-01T00:00:00Z") == walk(
+        plain, startDate="2026-11-01T00:00:00Z")
+    assert walk(fast, affinity="brand") == walk(plain, affinity="brand")

@@ -81,19 +81,20 @@ def list_users_body(store: ProfileStore, params: dict[str, Any], *, app_id: str,
     indices = [i for i in p.get("indices", "").split(",") if i]
     affinity = [a for a in p.get("affinity", "").split(",") if a]
     matcher = affinity_matcher(indices, affinity) if indices or affinity else None
+    ids: list[str] = []
     users, more_before, more_after = store.page(
         after=after, before=before, limit=limit, start_us=bounds.get("startDate"),
-        end_us=bounds.get("endDate"), matcher=matcher)
+        end_us=bounds.get("endDate"), matcher=matcher, ids=ids)
     body: dict[str, Any] = {"users": users}
     if users and more_after:
-        body["nextPageToken"] = encode_page_token(app_id, "nextPageToken", users[-1]["userID"])
+        body["nextPageToken"] = encode_page_token(app_id, "nextPageToken", ids[-1])
     elif last_page_token == "null":
         body["nextPageToken"] = None
     elif last_page_token == "empty":
         body["nextPageToken"] = ""
     if users and more_before:
         body["previousPageToken"] = encode_page_token(
-            app_id, "previousPageToken", users[0]["userID"])
+            app_id, "previousPageToken", ids[0])
     return body
 
 

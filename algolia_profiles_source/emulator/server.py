@@ -42,6 +42,8 @@ class Emulator:
         default_limit: page size when a call sends no ``limit``.
         batch_shape: how profiles share timestamps, ``daily`` recompute batches or
             ``large_batches`` (see `SyntheticData`).
+        prerender: serialize every profile once at start (see `ProfileStore.prerender`), so that
+            pages are served faster than a client reads them: for benchmarks of the client.
 
     Raises:
         ValueError: when ``now`` is naive, ``n_users`` is negative, or a setting is out of range
@@ -71,6 +73,7 @@ class Emulator:
         last_page_token: str = "missing",
         default_limit: int = 10,
         batch_shape: str = "daily",
+        prerender: bool = False,
     ) -> None:
         if now is None:
             now = datetime.now(timezone.utc).replace(microsecond=0)
@@ -83,6 +86,8 @@ class Emulator:
         self.now = now.astimezone(timezone.utc)
         self.default_limit = default_limit
         self.store = ProfileStore(n_users, seed, self.now, batch_shape)
+        if prerender:
+            self.store.prerender()
         self.request_log = RequestLog()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

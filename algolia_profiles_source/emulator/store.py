@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 from .data import SyntheticData, format_us, from_us, to_us
 
 USER_ID_RE = re.compile(r"[A-Za-z0-9=+/_-]{1,129}")
@@ -75,6 +77,20 @@ class ProfileStore:
         self._override_us: dict[str, int] = {}
         self._deleted: set[str] = set()
         self._extra_ids: list[str] = []
+        self._json: list[bytes] | None = None  # each generated profile serialized (see prerender)
+
+    def prerender(self) -> None:
+        """Serializes every generated profile once (about 1.7 KB each), so that listing a page
+        splices stored JSON instead of generating and serializing 1,000 profiles: a benchmark's
+        emulator then serves pages faster than the client under test can read them, whatever the
+        machine. The bytes are the ones a page would hold; profiles changed through the admin API
+        are served from their overrides as before."""
+        data = self._data
+        with self._lock:
+            self._json = [
+                orjson.dumps(data.render(data.source_index[pos], uid, data.last_updated[pos]))
+                for pos, uid in enumerate(data.ids)
+            ]
 
     # ---------------------------------------------------------------- public admin API
     def __len__(self) -> int:
@@ -170,8 +186,11 @@ class ProfileStore:
         start_us: int | None = None,
         end_us: int | None = None,
         matcher: Matcher | None = None,
-    ) -> tuple[list[dict[str, Any]], bool, bool]:
-        """One page of matching profiles in userID order.
+        ids: list[str] | None = None,
+    ) -> tuple[list[Any], bool, bool]:
+        """One page of matching profiles in userID order (their user IDs appended to ``ids``).
+
+        Profiles are dicts, or serialized JSON (``orjson.Fragment``) once :meth:`prerender` ran.
 
         Forward (``before`` is None): the first ``limit`` matches with userID > ``after`` (all
         when ``after`` is None). Backward: the last ``limit`` matches with userID < ``before``.
@@ -191,7 +210,8 @@ class ProfileStore:
                     end_us is not None and stamp >= end_us
                 ):
                     continue
-                profile = self._render(uid, pos) if matcher or len(found) < limit else None
+                profile = (self._render(uid, pos) if matcher else self._listed(uid, pos)) if (
+                    matcher or len(found) < limit) else None
                 if matcher is not None and not matcher(profile):  # type: ignore[arg-type]
                     continue
                 if len(found) == limit:
@@ -201,6 +221,8 @@ class ProfileStore:
             if not forward:
                 found.reverse()
             profiles = [p for _, p in found]
+            if ids is not None:
+                ids.extend(uid for uid, _ in found)
             if not found:
                 return profiles, False, False
 
@@ -232,6 +254,12 @@ class ProfileStore:
             return _copy(override)
         data = self._data
         return data.render(data.source_index[pos], user_id, data.last_updated[pos])
+
+    def _listed(self, user_id: str, pos: int) -> Any:
+        """Profile ``user_id`` as a page lists it: its stored JSON when prerendered and unchanged."""
+        if self._json is not None and pos >= 0 and user_id not in self._overrides:
+            return orjson.Fragment(self._json[pos])
+        return self._render(user_id, pos)
 
     def _iter_from(self, cursor: str | None, *, forward: bool) -> Iterator[tuple[str, int, int]]:
         """Live ``(userID, base position or -1, lastUpdatedAt µs)`` strictly after/before ``cursor``.

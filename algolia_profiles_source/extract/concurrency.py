@@ -11,7 +11,7 @@ they slow down. Pages are only useful as fast as this process can parse them (in
 threads) and the walk's consumer (turning them into tables, dlt's writers) takes them: when that
 is slower than the quota, as with no limit to speak of, that rate replaces the quota's, so that
 pages do not pile up in memory and threads do not contend for the interpreter. Latency counts up to
-twice that of the walk's first large answers (one call in flight): beyond that, calls are queueing
+twice that of the walk's fastest early answer (one call in flight): beyond that, calls are queueing
 at a saturated server, and adding calls would only lengthen the queue (and, read as latency, ask
 for still more calls). A fixed ``concurrency`` overrides it.
 """

@@ -33,9 +33,10 @@ from .transform import TIMESTAMP, parse_timestamps_or_null
 
 EDGE = timedelta(seconds=1)
 # Each window ends with a partial page, one request more than its profiles need: a window is never
-# planned smaller than this many pages, nor than this share of the run's sample.
-MIN_WINDOW_PAGES = 6
-MIN_WINDOW_SHARE = 1 / 16
+# planned smaller than this many pages (once finished windows tell how many profiles that is).
+# Larger would cut requests further but lengthen the walk's end, when one thread walks each of
+# the last windows at one page per call's latency.
+MIN_WINDOW_PAGES = 8
 # Each window gets 1/(this × calls in flight) of what is left: windows finish at different times
 # (sampled sizes are estimates), and smaller ones let the others catch up before the last ends.
 WINDOWS_PER_CALL = 1
@@ -107,9 +108,8 @@ class WindowPlanner:
     ``sample`` is the ``lastUpdatedAt`` of the run's first pages: pages come in ``userID`` order, so
     they are a random sample of the whole range. Each window gets about ``1/target`` of what is left
     (guided self-scheduling: big windows first, small ones at the end, so that the walk does not end
-    with one long window walked alone), and never less than :data:`MIN_WINDOW_SHARE` of the sample
-    nor, once finished windows tell how many profiles a sampled timestamp stands for, fewer than
-    :data:`MIN_WINDOW_PAGES` pages' worth. A
+    with one long window walked alone), and never fewer than :data:`MIN_WINDOW_PAGES` pages' worth
+    once finished windows tell how many profiles a sampled timestamp stands for. A
     batch of profiles sharing one timestamp cannot be cut: one at least as big as a window is
     walked first, on its own, since it is the longest walk of the run. Thread-safe.
     """
@@ -160,11 +160,10 @@ class WindowPlanner:
             self._profiles_read += profiles
 
     def _min_samples(self) -> int:
-        share = math.ceil(len(self.stamps) * MIN_WINDOW_SHARE)
         if not self._samples_read or not self._profiles_read:
-            return share  # nothing finished yet: no idea how many profiles a sample stands for
+            return 1  # nothing finished yet: no idea how many profiles a sample stands for
         per_sample = self._profiles_read / self._samples_read
-        return max(share, math.ceil(self.min_pages * self.page_size / per_sample))
+        return math.ceil(self.min_pages * self.page_size / per_sample)
 
     def _biggest_free_batch(self) -> tuple[int, int] | None:
         for start, end in self._batches:
