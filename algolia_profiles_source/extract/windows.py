@@ -109,9 +109,9 @@ class WindowPlanner:
     they are a random sample of the whole range. Each window gets about ``1/target`` of what is left
     (guided self-scheduling: big windows first, small ones at the end, so that the walk does not end
     with one long window walked alone), and never fewer than :data:`MIN_WINDOW_PAGES` pages' worth
-    once finished windows tell how many profiles a sampled timestamp stands for. A
-    batch of profiles sharing one timestamp cannot be cut: one at least as big as a window is
-    walked first, on its own, since it is the longest walk of the run. Thread-safe.
+    once finished windows tell how many profiles a sampled timestamp stands for. A batch of
+    profiles sharing one timestamp cannot be cut: one at least as big as a window is walked first,
+    on its own, since it is the longest walk of the run. Thread-safe.
     """
 
     def __init__(self, window: Window, sample: Sequence[str | None], page_size: int,
@@ -120,7 +120,10 @@ class WindowPlanner:
         self.min_pages = min_pages
         self.stamps = sorted(t for t in map(_timestamp, sample) if t is not None and _holds(window, t))
         self._free: list[tuple[Window, int, int]] = [(window, 0, len(self.stamps))]
-        self._batches = sorted(_runs(self.stamps), key=lambda run: run[0] - run[1])  # biggest first
+        runs = _runs(self.stamps)
+        self._distinct = len(runs)
+        # timestamps sampled more than once: batches, biggest first
+        self._batches = sorted((run for run in runs if run[1] - run[0] > 1), key=lambda run: run[0] - run[1])
         self._lock = threading.Lock()
         self._profiles_read = 0
         self._samples_read = 0
@@ -128,7 +131,7 @@ class WindowPlanner:
 
     def splittable(self) -> bool:
         """Whether the sample holds two distinct timestamps to cut between."""
-        return len(self._batches) >= 2
+        return self._distinct >= 2
 
     def has_work(self) -> bool:
         with self._lock:
