@@ -104,7 +104,8 @@ def test_existing_files_are_not_overwritten_silently(built, tmp_path):
 def test_unknown_audience_and_bad_customer_key(built, tmp_path):
     pipeline, campers = built
     with pytest.raises(ConfigurationError, match="did you mean 'campers'"):
-        export_audience(pipeline, "camper", output_dir=tmp_path)
+        export_audience(pipeline, "camper", output_dir=tmp_path / "exports")
+    assert not (tmp_path / "exports").exists()  # a refused export makes no folder either
     write_customers(tmp_path / "customers.csv", campers)
     with pytest.raises(ConfigurationError, match="no column 'token'"):
         export_audience(pipeline, "campers", output_dir=tmp_path, customers=tmp_path / "customers.csv", customer_key="token")

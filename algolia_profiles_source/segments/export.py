@@ -306,7 +306,8 @@ def _identifier_columns(
 
 
 def output_path(output_dir: str | Path, filename: str, overwrite: bool) -> Path:
-    """``output_dir/filename``, refusing paths that leave the directory and silent overwrites."""
+    """``output_dir/filename``, refusing paths that leave the directory and silent overwrites (the
+    directory is made when the file is written)."""
     directory = Path(output_dir).resolve()
     candidate = (directory / filename).resolve()
     if Path(filename).is_absolute() or candidate.parent != directory:
@@ -316,7 +317,6 @@ def output_path(output_dir: str | Path, filename: str, overwrite: bool) -> Path:
         )
     if candidate.exists() and not overwrite:
         raise ConfigurationError(f"{str(candidate)!r} already exists: pass --overwrite to replace it")
-    directory.mkdir(parents=True, exist_ok=True)
     return candidate
 
 
@@ -344,6 +344,7 @@ def _members(pipeline: Any, audience: str) -> pa.Table:
 def _write_atomically(table: pa.Table, path: Path, fmt: str) -> None:
     # created as any new file is (0666 less the umask): mkstemp's 0600 would hide the export from
     # the jobs and people it is for
+    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     open(temp, "xb").close()
     try:
