@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from algolia_profiles_source.demo import EXAMPLE_AUDIENCES
 from algolia_profiles_source.load.pipeline import make_pipeline
@@ -112,3 +113,15 @@ def test_a_reading_command_does_not_decide_where_a_later_load_puts_its_file(emul
     assert not (tmp_path / "dlt_data" / "pipelines" / "algolia_profiles").exists()
     assert _cli(["load"], second, env).returncode == 0
     assert (second / "algolia_profiles.duckdb").exists() and not list(first.iterdir())
+
+
+def test_a_relative_workdir_is_the_same_folder_from_wherever_it_is_named(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    first = make_pipeline("relative_dir", workdir="work")
+    monkeypatch.chdir(tmp_path)
+    again = make_pipeline("relative_dir", workdir="a/work", create=False)
+    for pipeline in (first, again):
+        assert Path(pipeline.pipelines_dir) == tmp_path / "a" / "work" / "pipelines"
+        assert Path(pipeline.destination_client().config.credentials.database) == tmp_path / "a" / "work" / "relative_dir.duckdb"
+    assert not (tmp_path / "relative_dir.duckdb").exists() and not (tmp_path / "a" / "relative_dir.duckdb").exists()

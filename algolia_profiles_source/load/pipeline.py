@@ -58,9 +58,10 @@ def make_pipeline(
         _require_loaded_duckdb(pipeline_name, pipelines_dir, workdir)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        pipelines_dir = pipelines_dir or str(Path(workdir) / "pipelines")
+        folder = Path(workdir).resolve()  # dlt resolves a relative DuckDB path against the first run's folder
+        pipelines_dir = pipelines_dir or str(folder / "pipelines")
         if destination == "duckdb" and duckdb_path is None:
-            duckdb_path = str(Path(workdir) / f"{pipeline_name}.duckdb")
+            duckdb_path = str(folder / f"{pipeline_name}.duckdb")
     if duckdb_path is not None:
         destination = _duckdb_destination(duckdb_path, pipeline_name, dataset_name)
     try:
