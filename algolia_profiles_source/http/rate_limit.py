@@ -11,8 +11,8 @@ that is already over speak for the current one.
 
 It also measures what the walk's concurrency controller (:mod:`..extract.concurrency`) needs: the
 length of a rate-limit window (the step between two ``x-ratelimit-reset`` values; until one is
-seen, the time from a call's sending to its window's reset), hence the calls per second this export may make, and the time a call
-takes once it is sent (:meth:`RateGovernor.record_latency`).
+seen, the time from a window's first call to its reset), hence the calls per second this export
+may make, and the time a call takes once it is sent (:meth:`RateGovernor.record_latency`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class RateGovernor:
     throttled: int = 0
     peak_in_flight: int = 0
     window_seconds: float | None = None  # measured: the step between two reset instants
-    window_estimate: float | None = None  # until then: the longest a sent call saw to its window's reset
+    window_estimate: float | None = None  # until then: a window's first call to its reset (see observe)
     latency: float | None = None  # running mean of seconds per call, from sent to parsed
     base_latency: float | None = None  # a large answer's time before calls queue (see record_latency)
     parse_seconds: float | None = None  # running mean of the CPU seconds an answer's parsing takes
@@ -146,12 +146,14 @@ class RateGovernor:
                 sent_at: float | None = None) -> float | None:
         """Records the answer to one acquired call, sent at ``sent_at`` (on :attr:`clock`).
 
-        Until two resets show the window's length, the time from sending a call that opened its
-        window (its answer counts no earlier call) to that window's reset stands for it
-        (:attr:`window_estimate`): when the quota is idle, as it is for most exports, the walk's
-        first call opens a window, and the reset is a window away (rounded up to a whole second).
-        When the application's other clients keep the quota busy, no call of ours opens a window
-        and the documented minute stands until the first reset is measured.
+        Until two resets show the window's length, the time from sending the first call a window
+        counted (its answer counts no earlier call) to that window's reset stands for it
+        (:attr:`window_estimate`): every call of the window is then left for that time, so the
+        rate it gives uses them. When the quota is idle, as it is for most exports, the walk's
+        first call is such a call; the time is a whole window where windows open with their first
+        call, what is left of one where they are aligned on the clock (then the rate is right for
+        that window only, until the next reset is measured). When the application's other clients
+        keep the quota busy, no call of ours is first and the documented minute stands.
 
         Returns the seconds until the window resets when the answer was throttled, else None.
         """
