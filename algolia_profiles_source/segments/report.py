@@ -118,15 +118,6 @@ def render(data: dict[str, Any]) -> str:
         specs[key] = spec
         return f'<div class="chart-view" id="chart-{key}" data-chart="{key}" role="figure"></div>'
 
-    history_notes = f'<p class="muted">{len(builds)} build(s)'
-    if len(builds) == 1:
-        history_notes += " (one point per audience: the lines start with the next build)"
-    if len(current) > 1:
-        history_notes += "; click an audience in the legend to highlight it (shift-click for more)"
-    if retired:
-        history_notes += (f"; grey dashed: {len(retired)} retired audience(s), in earlier builds but not in"
-                          f" the last one (left out of the legend): {_e(', '.join(retired))}")
-    history_notes += "; last build:</p>"
     last = [r for r in history if builds and r["built_at"] == builds[-1]]
     earlier = {r["segment"]: r["members"] for r in history if r["built_at"] != builds[-1]}  # the latest wins
     warnings = size_warnings(last, earlier)
@@ -134,7 +125,7 @@ def render(data: dict[str, Any]) -> str:
         _section("Audience sizes", "sizes", chart("sizes", charts.sizes_chart(sizes), "no audiences"),
                  _table(sizes, ("segment", "members", "entered", "exited", "share_of_users"))),
         _section("Size over builds", "history", chart("history", charts.history_chart(history, current), "no builds"),
-                 history_notes if builds else "", _table(last, ("segment", "members", "entered", "exited")) if last else ""),
+                 _history_notes(builds, current, retired) if builds else "", _table(last, ("segment", "members", "entered", "exited")) if last else ""),
         _section("Overlaps (Jaccard)", "overlaps",
                  chart("overlaps", charts.overlap_chart(current, data["overlaps"]), "fewer than two audiences")),
         _section("Score distribution per affinity", "scores",
@@ -150,25 +141,45 @@ def render(data: dict[str, Any]) -> str:
             chart("movers", charts.movers_chart(data["movers"]), "no affinity changed in that period"),
             _table(data["movers"], ("name", "value", "entered", "left_users", "net")) if data["movers"] else "",
         ))
+    return _page(built, _warnings(warnings) + "".join(sections), specs)
+
+
+def _history_notes(builds: list[Any], current: list[str], retired: list[str]) -> str:
+    notes = f'<p class="muted">{len(builds)} build(s)'
+    if len(builds) == 1:
+        notes += " (one point per audience: the lines start with the next build)"
+    if len(current) > 1:
+        notes += "; click an audience in the legend to highlight it (shift-click for more)"
+    if retired:
+        notes += (f"; grey dashed: {len(retired)} retired audience(s), in earlier builds but not in"
+                  f" the last one (left out of the legend): {_e(', '.join(retired))}")
+    return notes + "; last build:</p>"
+
+
+def _page(built: Any, body: str, specs: dict[str, dict[str, Any]]) -> str:
+    """The HTML document around the sections, with the chart specifications and the scripts inlined."""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Audience report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body {{ font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }}
-h1 {{ margin-bottom: .2rem; }} h2 {{ margin-top: 2.2rem; border-bottom: 1px solid #ddd; }}
-table {{ border-collapse: collapse; margin-top: .8rem; }} td, th {{ padding: .2rem .7rem; border-bottom: 1px solid #eee; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }} .muted {{ color: #777; }} summary {{ cursor: pointer; color: #555; margin-top: .6rem; }}
-.chart-view {{ margin-top: .6rem; overflow-x: auto; }} .chart-view svg {{ display: block; }}
-.warnings {{ background: #fff4e5; border-left: 4px solid #e8590c; padding: .4rem 1rem; margin-top: 1rem; }}
-</style></head><body>
+{_STYLE}</style></head><body>
 <h1>Audience report</h1><p class="muted">Built {_e(built)} · generated {generated} · algolia-profiles</p>
 <noscript><p><strong>The charts need JavaScript</strong> (it is inside this file: no network is used). The tables show the numbers.</p></noscript>
-{_warnings(warnings)}{''.join(sections)}
+{body}
 <script type="application/json" id="chart-specs">{_json(specs)}</script>
 <script type="module">{charts.javascript()}</script>
 <script type="module">{_DRAW}</script>
 </body></html>
+"""
+
+
+_STYLE = """body { font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 2rem auto; max-width: 1100px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin-top: .8rem; } td, th { padding: .2rem .7rem; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child { text-align: left; } .muted { color: #777; } summary { cursor: pointer; color: #555; margin-top: .6rem; }
+.chart-view { margin-top: .6rem; overflow-x: auto; } .chart-view svg { display: block; }
+.warnings { background: #fff4e5; border-left: 4px solid #e8590c; padding: .4rem 1rem; margin-top: 1rem; }
 """
 
 
