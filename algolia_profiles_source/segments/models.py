@@ -111,8 +111,13 @@ def _index_coverage(target: Target, has_config: bool) -> exp.Expression:
             "SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS value,"
             " CAST(NULL AS TEXT) AS index_name, CAST(0 AS BIGINT) AS users WHERE 1 = 0"
         )
+    # the rows are counted per distinct `indices` list first: a few hundred (name, value, indices)
+    # groups are tested for membership instead of every affinity row once per index (4.4 s → 1.0 s
+    # at 11.6 M rows on DuckDB)
     return dialects.parse(
-        "SELECT a.name, a.value, c.index_name, COUNT(*) AS users FROM :affinities AS a"
+        "SELECT a.name, a.value, c.index_name, CAST(SUM(a.users) AS BIGINT) AS users FROM"
+        " (SELECT s.name, s.value, s.indices, COUNT(*) AS users FROM :affinities AS s"
+        " GROUP BY s.name, s.value, s.indices) AS a"
         " JOIN :config AS c ON :contains GROUP BY a.name, a.value, c.index_name",
         affinities=table_ref(target, STG_AFFINITIES), config=target.table(STG_CONFIG),
         contains=dialects.json_array_contains(

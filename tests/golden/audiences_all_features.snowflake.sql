@@ -46,8 +46,19 @@ SELECT
   a.name,
   a.value,
   c.index_name,
-  COUNT(*) AS users
-FROM algolia.stg_algolia__user_affinities AS a
+  CAST(SUM(a.users) AS BIGINT) AS users
+FROM (
+  SELECT
+    s.name,
+    s.value,
+    s.indices,
+    COUNT(*) AS users
+  FROM algolia.stg_algolia__user_affinities AS s
+  GROUP BY
+    s.name,
+    s.value,
+    s.indices
+) AS a
 JOIN algolia.stg_algolia__personalization_config AS c
   ON ARRAY_CONTAINS(CAST(c.index_name AS VARIANT), CAST(a.indices AS ARRAY))
 GROUP BY
