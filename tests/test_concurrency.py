@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from algolia_profiles_source.extract.concurrency import CONGESTION, ConcurrencyController, InFlightGate
+from algolia_profiles_source.extract.concurrent_walk import WalkStats, walk_concurrently
 from algolia_profiles_source.extract.windows import WINDOWS_PER_CALL, Window, WindowPlanner
 from algolia_profiles_source.http.rate_limit import RateGovernor
 from tests.conftest import assert_warehouse_equals_emulator, run
@@ -156,6 +157,69 @@ def test_a_batch_sharing_one_timestamp_is_walked_first_and_whole():
     batch = T0 + timedelta(minutes=500, seconds=30)
     assert (first.start, first.end) == (batch - timedelta(seconds=15), batch + timedelta(seconds=15))
     assert not any(w.start <= batch < w.end for w, _ in rest if w.start and w.end)
+
+
+def test_a_batch_takes_the_few_samples_beside_it_instead_of_leaving_them_a_window_of_their_own():
+    # ten samples, then a batch of 200 sharing one instant, then 990 more: the batch is walked
+    # first, and the ten before it go with it rather than costing a request of their own later
+    stamps = [T0 + timedelta(minutes=i) for i in range(1000)] + [T0 + timedelta(minutes=9, seconds=30)] * 200
+    run_window = Window.exact({"startDate": "2026-10-01T00:00:00Z"})
+    planner = WindowPlanner(run_window, [s.strftime("%Y-%m-%dT%H:%M:%SZ") for s in stamps], page_size=1000)
+    (first, samples), *rest = walk_plan(planner, target=4)
+    assert samples == 210 and first.start == run_window.start and first.exact_start
+    assert all(w.start > T0 + timedelta(minutes=9) for w, _ in rest)
+
+
+class ListClient:
+    """Pages of in-memory profiles in userID order, filtered like ``GET /2/users`` (inclusive
+    bounds). The first request of each of the first two windows waits for the other at ``meet``."""
+
+    def __init__(self, profiles, meet):
+        self.profiles = sorted(profiles, key=lambda p: p["userID"])
+        self.meet = meet
+
+    def iter_user_pages(self, params):
+        start, end = (params.get(k) and datetime.fromisoformat(params[k]) for k in ("startDate", "endDate"))
+        if start or end:
+            with self.meet["lock"]:
+                waiting = self.meet["windows"] < 2
+                self.meet["windows"] += 1
+            if waiting:
+                self.meet["barrier"].wait()
+        chosen = [p for p in self.profiles if (start is None or datetime.fromisoformat(p["lastUpdatedAt"]) >= start)
+                  and (end is None or datetime.fromisoformat(p["lastUpdatedAt"]) <= end)]
+        for offset in range(0, len(chosen) + 1, params["limit"]):
+            yield chosen[offset:offset + params["limit"]]
+            if len(chosen) - offset < params["limit"]:
+                return
+
+
+class StubController:
+    """Wants two calls in flight, on a measured quota."""
+
+    governor = RateGovernor()
+
+    def target(self):
+        return 2
+
+    def measured(self):
+        return True
+
+    def record_consumer(self, seconds):
+        pass
+
+
+def test_after_a_split_the_windows_get_every_call_in_flight_the_target_allows():
+    # the first thread's page generator used to keep its place in the gate after the split: one
+    # call in flight fewer than the target, and none at all once the target dropped to one
+    profiles = [{"userID": f"u{i:04d}", "lastUpdatedAt": (T0 + timedelta(minutes=(i * 37) % 200)).isoformat()}
+                for i in range(200)]
+    meet = {"lock": threading.Lock(), "windows": 0, "barrier": threading.Barrier(2, timeout=10)}
+    stats = WalkStats()
+    pages = walk_concurrently(lambda: ListClient(profiles, meet), {"limit": 10}, Window.exact({}), StubController(),
+                              10, stats=stats)
+    walked = [p["userID"] for page in pages for p in page]  # raises BrokenBarrierError if they never met
+    assert stats.windows > 2 and sorted(walked) == sorted(p["userID"] for p in profiles)
 
 
 WALKED = re.compile(r"walked (\d+) window\(s\), at most (\d+) calls in flight \(([\d.]+) s per call\)")

@@ -195,8 +195,8 @@ class _ConcurrentWalk:
         sample: list[str | None] = []
         held: list[Page] = []  # the first pages, handed over once the window will not split
         deciding = True
-        for number, page in enumerate(self.gated(client.iter_user_pages(self.window.params(self.base_params))),
-                                      start=1):
+        pages = self.gated(client.iter_user_pages(self.window.params(self.base_params)))
+        for number, page in enumerate(pages, start=1):
             if not deciding:
                 if not self.hand_over(page):
                     return False
@@ -207,6 +207,9 @@ class _ConcurrentWalk:
             if self.should_split(number, full):
                 planner = WindowPlanner(self.window, sample, self.page_size)
                 if planner.splittable():
+                    # out of the gate before the windows' walk enters it again: a suspended page
+                    # generator would hold its place for the whole walk
+                    pages.close()
                     return self.split(client, planner)
             if self.decided_not_to_split(number, full):
                 deciding = False
