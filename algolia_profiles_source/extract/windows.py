@@ -36,10 +36,12 @@ EDGE = timedelta(seconds=1)
 # planned smaller than this many pages (once finished windows tell how many profiles that is).
 # Larger would cut requests further but lengthen the walk's end, when one thread walks each of
 # the last windows at one page per call's latency.
-MIN_WINDOW_PAGES = 8
-# Each window gets 1/(this × calls in flight) of what is left: windows finish at different times
-# (sampled sizes are estimates), and smaller ones let the others catch up before the last ends.
-WINDOWS_PER_CALL = 1
+MIN_WINDOW_PAGES = 6
+# Each window gets 1/(this × calls in flight) of what is left. With 1, the first windows take as
+# long as the whole walk at the pace one thread gets, so a window larger than its sample said
+# (a window of k samples holds k ± √k samples' worth of profiles) ends the walk late; with 2 they
+# end halfway, and the smaller windows planned from then on even out the differences.
+WINDOWS_PER_CALL = 2
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,13 @@ class WindowPlanner:
     """Carves the run's window into windows to walk, one at a time, as workers ask for them.
 
     ``sample`` is the ``lastUpdatedAt`` of the run's first pages: pages come in ``userID`` order, so
-    they are a random sample of the whole range. Each window gets about ``1/target`` of what is left
-    (guided self-scheduling: big windows first, small ones at the end, so that the walk does not end
-    with one long window walked alone), and never fewer than :data:`MIN_WINDOW_PAGES` pages' worth
-    once finished windows tell how many profiles a sampled timestamp stands for. A batch of
-    profiles sharing one timestamp cannot be cut: one at least as big as a window is walked first,
-    on its own, since it is the longest walk of the run. Thread-safe.
+    they are a random sample of the whole range. Each window gets about
+    ``1/(WINDOWS_PER_CALL × target)`` of what is left (factoring: big windows first, small ones at
+    the end, so that the walk does not end with one long window walked alone), and never fewer
+    than :data:`MIN_WINDOW_PAGES` pages' worth once finished windows tell how many profiles a
+    sampled timestamp stands for; a remainder of less than half a window goes with its neighbour.
+    A batch of profiles sharing one timestamp cannot be cut: one at least as big as a window is
+    walked first, since it is the longest walk of the run. Thread-safe.
     """
 
     def __init__(self, window: Window, sample: Sequence[str | None], page_size: int,
@@ -147,14 +150,18 @@ class WindowPlanner:
             chunk = max(1, math.ceil(left / (WINDOWS_PER_CALL * max(1, target))), self._min_samples())
             batch = self._biggest_free_batch()
             if batch is not None and batch[1] - batch[0] >= chunk:
-                return self._take(*batch)
-            _, lo, hi = self._free[0]
-            end = min(hi, lo + chunk)
-            while end < hi and self.stamps[end] == self.stamps[end - 1]:
-                end += 1  # a batch sharing one timestamp never straddles a cut
-            if hi - end < chunk / 2:  # a remainder that small goes with this window
+                start, end = batch
+                lo, hi = next((lo, hi) for _, lo, hi in self._free if lo <= start and end <= hi)
+                if start - lo < chunk / 2:  # a remainder that small goes with this window: a
+                    start = lo  # window of one or two samples costs a request for a few profiles
+            else:
+                _, start, hi = self._free[0]
+                end = min(hi, start + chunk)
+                while end < hi and self.stamps[end] == self.stamps[end - 1]:
+                    end += 1  # a batch sharing one timestamp never straddles a cut
+            if hi - end < chunk / 2:
                 end = hi
-            return self._take(lo, end)
+            return self._take(start, end)
 
     def finished(self, samples: int, profiles: int) -> None:
         """A window holding ``samples`` sampled timestamps was walked and held ``profiles``."""
