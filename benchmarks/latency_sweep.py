@@ -12,7 +12,7 @@ limit, and prints:
 - the requests against the pages one sequential walk of the same profiles needs (measured first,
   in the same process, without latency or limit): target ≤ 1.03×.
 
-    python benchmarks/latency_sweep.py --users 400000 --limit 10 --window 2
+    python benchmarks/latency_sweep.py --users 500000 --page-size 500 --limit 20 --window 2
 
 ``--shape large_batches`` serves profiles where a few recompute batches share one timestamp each
 (:class:`algolia_profiles_source.emulator.SyntheticData`); the largest batch is one window that no
