@@ -150,8 +150,7 @@ class WindowPlanner:
             chunk = max(1, math.ceil(left / (WINDOWS_PER_CALL * max(1, target))), self._min_samples())
             batch = self._biggest_free_batch()
             if batch is not None and batch[1] - batch[0] >= chunk:
-                start, end = batch
-                lo, hi = next((lo, hi) for _, lo, hi in self._free if lo <= start and end <= hi)
+                start, end, lo, hi = batch
                 if start - lo < chunk / 2:  # a remainder that small goes with this window: a
                     start = lo  # window of one or two samples costs a request for a few profiles
             else:
@@ -175,10 +174,12 @@ class WindowPlanner:
         per_sample = self._profiles_read / self._samples_read
         return math.ceil(self.min_pages * self.page_size / per_sample)
 
-    def _biggest_free_batch(self) -> tuple[int, int] | None:
+    def _biggest_free_batch(self) -> tuple[int, int, int, int] | None:
+        """The biggest batch not walked yet, and the free range holding it: ``(start, end, lo, hi)``."""
         for start, end in self._batches:
-            if any(lo <= start and end <= hi for _, lo, hi in self._free):
-                return start, end
+            for _, lo, hi in self._free:
+                if lo <= start and end <= hi:
+                    return start, end, lo, hi
         return None
 
     def _take(self, start: int, end: int) -> tuple[Window, int]:
