@@ -131,16 +131,19 @@ def _affinity_catalog(target: Target) -> exp.Expression:
     the score's spread, the last update and how many indices it counts for."""
     d = target.dialect
     score = exp.column("score", "a")
+    # grouped before the join: the coverage's few rows meet one row per (name, value), not every
+    # affinity row
     return dialects.parse(
+        "SELECT s.name, s.value, s.users, s.share_of_users, s.score_min, s.score_avg, s.score_p50,"
+        " s.score_p90, s.score_max, s.last_updated_at, cov.index_count FROM ("
         "SELECT a.name, a.value, COUNT(*) AS users,"
         " CAST(COUNT(*) AS DOUBLE) / NULLIF((SELECT COUNT(*) FROM :users), 0) AS share_of_users,"
         " MIN(a.score) AS score_min, AVG(a.score) AS score_avg, :p50 AS score_p50, :p90 AS score_p90,"
-        " MAX(a.score) AS score_max, MAX(a.last_updated_at) AS last_updated_at,"
-        " MAX(cov.index_count) AS index_count"
-        " FROM :affinities AS a LEFT JOIN (SELECT k.name, k.value, COUNT(*) AS index_count"
+        " MAX(a.score) AS score_max, MAX(a.last_updated_at) AS last_updated_at"
+        " FROM :affinities AS a GROUP BY a.name, a.value) AS s"
+        " LEFT JOIN (SELECT k.name, k.value, COUNT(*) AS index_count"
         " FROM :coverage AS k GROUP BY k.name, k.value) AS cov"
-        " ON cov.name = a.name AND cov.value = a.value"
-        " GROUP BY a.name, a.value",
+        " ON cov.name = s.name AND cov.value = s.value",
         users=target.table(STG_USERS), affinities=table_ref(target, STG_AFFINITIES),
         coverage=target.table(INDEX_COVERAGE),
         p50=dialects.percentile(score, 0.5, d), p90=dialects.percentile(score, 0.9, d),

@@ -72,22 +72,38 @@ DROP TABLE IF EXISTS algolia.affinity_catalog;
 -- table affinity_catalog
 CREATE TABLE algolia.affinity_catalog AS
 SELECT
-  a.name,
-  a.value,
-  COUNT(*) AS users,
-  CAST(COUNT(*) AS DOUBLE) / NULLIF((
-    SELECT
-      COUNT(*)
-    FROM algolia.stg_algolia__users
-  ), 0) AS share_of_users,
-  MIN(a.score) AS score_min,
-  AVG(a.score) AS score_avg,
-  QUANTILE_CONT(a.score, 0.5) AS score_p50,
-  QUANTILE_CONT(a.score, 0.9) AS score_p90,
-  MAX(a.score) AS score_max,
-  MAX(a.last_updated_at) AS last_updated_at,
-  MAX(cov.index_count) AS index_count
-FROM algolia.stg_algolia__user_affinities AS a
+  s.name,
+  s.value,
+  s.users,
+  s.share_of_users,
+  s.score_min,
+  s.score_avg,
+  s.score_p50,
+  s.score_p90,
+  s.score_max,
+  s.last_updated_at,
+  cov.index_count
+FROM (
+  SELECT
+    a.name,
+    a.value,
+    COUNT(*) AS users,
+    CAST(COUNT(*) AS DOUBLE) / NULLIF((
+      SELECT
+        COUNT(*)
+      FROM algolia.stg_algolia__users
+    ), 0) AS share_of_users,
+    MIN(a.score) AS score_min,
+    AVG(a.score) AS score_avg,
+    QUANTILE_CONT(a.score, 0.5) AS score_p50,
+    QUANTILE_CONT(a.score, 0.9) AS score_p90,
+    MAX(a.score) AS score_max,
+    MAX(a.last_updated_at) AS last_updated_at
+  FROM algolia.stg_algolia__user_affinities AS a
+  GROUP BY
+    a.name,
+    a.value
+) AS s
 LEFT JOIN (
   SELECT
     k.name,
@@ -98,10 +114,7 @@ LEFT JOIN (
     k.name,
     k.value
 ) AS cov
-  ON cov.name = a.name AND cov.value = a.value
-GROUP BY
-  a.name,
-  a.value;
+  ON cov.name = s.name AND cov.value = s.value;
 
 -- view user_top_affinities
 CREATE OR REPLACE VIEW algolia.user_top_affinities AS
