@@ -1,6 +1,6 @@
-"""Bad destination set-up on Snowflake, BigQuery and Postgres: a missing driver, missing credentials,
+"""Bad set-up: on Snowflake, BigQuery and Postgres a missing driver, missing credentials,
 an unreachable host or an unknown name gets one line that says what to install, set or fix, exit 2,
-and no folder is made."""
+and no folder is made; so does a load without the API's credentials."""
 
 from __future__ import annotations
 
@@ -38,6 +38,27 @@ def test_missing_credentials_name_each_setting_and_make_no_folder(destination, s
     assert f"destination {destination} is not configured" in line
     assert all(setting in line for setting in settings), line
     assert not (tmp_path / "work").exists()
+
+
+def _load_error(result):
+    """The error of a ``load``, which may follow its progress line ("walking profiles...")."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert result.stderr.rstrip().endswith(errors[0]) and "Traceback" not in result.stderr, result.stderr
+    return errors[0]
+
+
+def test_a_load_without_the_api_credentials_names_them_and_leaves_no_folder(tmp_path):
+    line = _load_error(_cli(["load", "--dir", "work"], tmp_path))
+    assert "SOURCES__ALGOLIA_PROFILES__APPLICATION_ID" in line and "SOURCES__ALGOLIA_PROFILES__API_KEY" in line
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_failed_load_keeps_a_folder_that_was_there(tmp_path):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("mine")
+    _load_error(_cli(["load", "--dir", "work"], tmp_path))
+    assert (tmp_path / "work" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("destination, module", [

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 import click
 
 from ..demo import DEMO_API_KEY, DEMO_APP_ID
 from ..load.pipeline import DEFAULT_PIPELINE_NAME
-from .common import echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options
+from ..exceptions import ConfigurationError, find_cause
+from .common import echo_counts, errors_as_exit_codes, open_pipeline, pipeline_options, project_setting
 
 @click.command()
 @click.option("--users", "n_users", default=2000, help="Synthetic profiles the emulator serves.")
@@ -88,7 +91,7 @@ def load(
     }
     from ..extract.progress import Reporter, reporting
 
-    with errors_as_exit_codes(), reporting(Reporter()) as progress:
+    with errors_as_exit_codes(), reporting(Reporter()) as progress, _gone_if_unconfigured(workdir or project_setting("dir")):
         pipeline = open_pipeline(pipeline_name, destination, dataset_name, workdir)
         progress.stage(f"walking {'every profile (reconcile)' if reconcile else 'profiles'} of the API...")
         result = load_profiles(pipeline, reconcile=reconcile, min_seen_share=min_seen_share, **{k: v for k, v in args.items() if v is not None})
@@ -103,6 +106,23 @@ def load(
         if reconcile:
             click.echo(f"Reconcile: {run.get('deleted', 0):,} profiles gone from Algolia marked deleted")
         echo_counts(result.row_counts)
+
+
+@contextmanager
+def _gone_if_unconfigured(folder: str | None) -> Iterator[None]:
+    """Removes ``folder`` again when this command made it and then stopped on a setting missing or
+    wrong before any load package was made: such a run leaves nothing behind."""
+    made = folder is not None and not Path(folder).exists()
+    try:
+        yield
+    except Exception as error:
+        from dlt.common.configuration.exceptions import ConfigurationException
+
+        if made and find_cause(error, (ConfigurationError, ConfigurationException)) is not None and not any(
+            Path(folder).glob("pipelines/*/load/*/*")  # new, normalized or loaded packages
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 @click.command()
