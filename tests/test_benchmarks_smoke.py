@@ -18,6 +18,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("latency_sweep.py", ["--users", "3000", "--page-size", "100", "--latencies", "0.02", "0.1", "--limit", "40",
                           "--window", "1"], "targets (>= 90% share"),
     ("incremental_cost.py", ["--users", "3000"], "incremental / full requests"),
+    ("window_plan.py", ["--users", "20000", "--page-size", "100", "--threads", "4", "--latency", "1",
+                        "--seeds", "1"], "one window per batch, biggest first"),
     ("quota.py", ["--users", "600", "--page-size", "50", "--latency", "0.05", "--limit", "20",
                   "--window", "1", "--concurrency", "4"], "concurrency  4"),
 ])
