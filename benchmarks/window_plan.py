@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from algolia_profiles_source.emulator.data import SyntheticData, format_us  # noqa: E402
+from algolia_profiles_source.emulator.data import SyntheticData, format_us, to_us  # noqa: E402
 from algolia_profiles_source.extract.concurrent_walk import SPLIT_AFTER_PAGES  # noqa: E402
 from algolia_profiles_source.extract.windows import Window, WindowPlanner  # noqa: E402
 
@@ -62,8 +62,8 @@ def planned_walk(stamps: list[int], sample: list[int], page_size: int, threads: 
             end = max(end, now)
             continue
         window, samples = taken
-        low = 0 if window.start is None else bisect.bisect_left(stamps, _us(window.start))
-        high = len(stamps) if window.end is None else bisect.bisect_left(stamps, _us(window.end))
+        low = 0 if window.start is None else bisect.bisect_left(stamps, to_us(window.start))
+        high = len(stamps) if window.end is None else bisect.bisect_left(stamps, to_us(window.end))
         pages = (high - low) // page_size + 1  # the last page is a partial (or empty) one
         requests += pages
         windows += 1
@@ -87,10 +87,6 @@ def reference_walk(stamps: list[int], page_size: int, threads: int, latency: flo
     for p in pages:
         heapq.heapreplace(loads, loads[0] + p * latency)
     return SPLIT_AFTER_PAGES * latency + max(loads), SPLIT_AFTER_PAGES + sum(pages)
-
-
-def _us(instant: datetime) -> int:
-    return round(instant.timestamp() * 1_000_000)
 
 
 def main() -> None:
